@@ -1,0 +1,118 @@
+"""The one Settings object: read from the environment and an optional `.env`.
+
+It is built once per process and injected everywhere (`create_app(settings)`,
+the worker's `startup(ctx)`), never read from globals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(SystemExit):
+    """A wrong value: start-up stops with one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/capvid",
+        description="PostgreSQL URL (a unix socket as ?host=/dir); `capvid dev` embeds one when unset",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// or unix:// URL")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    public_url: str | None = Field(None, description="base URL printed in hints; defaults to http://HOST:PORT")
+
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path = Path(".capvid/storage")
+    max_upload_bytes: int = Field(5 * 1024**3, gt=0)
+
+    # Pools
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+
+    # Outbox relay: how often every process sweeps for rows not yet handed to Redis
+    # (a NOTIFY wakes it at once; the sweep covers a Redis that was down).
+    outbox_poll_seconds: float = Field(1.0, gt=0)
+    arq_queue_name: str = "arq:queue"
+
+    # Transcription
+    transcription_engine: Literal["whisper", "deepgram", "assemblyai"] = "whisper"
+    transcription_max_attempts: int = Field(3, ge=1, le=50)
+    transcription_timeout_seconds: int = Field(3 * 3600, gt=0)
+    retry_backoff_seconds: float = Field(5.0, ge=0, description="first retry delay; doubles each attempt")
+    lease_seconds: float = Field(60.0, gt=0, description="a job's claim expires this long after its last heartbeat")
+    unclaimed_requeue_seconds: float = Field(
+        600.0, gt=0, description="a PROCESSING video no job has claimed for this long is enqueued again"
+    )
+    recovery_interval_seconds: int = Field(15, ge=1, le=60)
+    whisper_model: str = Field("base", description="model size, or a local CTranslate2 model folder")
+    whisper_device: str = "cpu"
+    whisper_compute_type: str = "int8"
+    whisper_cpu_threads: int = Field(0, ge=0)
+    model_cache_dir: Path = Field(Path.home() / ".cache" / "capvid" / "models")
+    deepgram_api_key: SecretStr | None = None
+    deepgram_base_url: str = "https://api.deepgram.com"
+    assemblyai_api_key: SecretStr | None = None
+    assemblyai_base_url: str = "https://api.assemblyai.com"
+    assemblyai_poll_seconds: float = Field(3.0, gt=0)
+    engine_http_timeout_seconds: float = Field(300.0, gt=0)
+
+    # AI metadata
+    ai_enabled: bool = True
+    ai_engine: Literal["builtin", "openai"] = "builtin"
+    ai_min_words: int = Field(5, ge=0, description="shorter transcripts are SKIPPED")
+    ai_max_attempts: int = Field(3, ge=1, le=50)
+    ai_base_url: str = "https://api.openai.com/v1"
+    ai_api_key: SecretStr | None = None
+    ai_model: str = "gpt-4o-mini"
+    ai_chunk_words: int = Field(3000, ge=100, description="map-reduce chunk size for long transcripts")
+    ai_http_timeout_seconds: float = Field(120.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in {"postgres", "postgresql"}:
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _engine_secrets_present(self) -> "Settings":
+        # Secrets have no defaults: a chosen engine without its key is a configuration error.
+        if self.transcription_engine == "deepgram" and self.deepgram_api_key is None:
+            raise ValueError("DEEPGRAM_API_KEY is required when TRANSCRIPTION_ENGINE=deepgram")
+        if self.transcription_engine == "assemblyai" and self.assemblyai_api_key is None:
+            raise ValueError("ASSEMBLYAI_API_KEY is required when TRANSCRIPTION_ENGINE=assemblyai")
+        if self.ai_enabled and self.ai_engine == "openai" and self.ai_api_key is None:
+            raise ValueError("AI_API_KEY is required when AI_ENGINE=openai")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning a validation error into one line that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = "_".join(str(part) for part in first["loc"]).upper() or "configuration"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"capvid: invalid {variable}: {message}") from None

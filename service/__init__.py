@@ -1,0 +1,1 @@
+"""capvid: the aiohttp service (handlers, auth, errors, SQL, storage)."""

@@ -1,0 +1,27 @@
+"""SQL that starts an AI generation run: QUEUED (with its job request) or SKIPPED, one transaction."""
+
+from __future__ import annotations
+
+from service.db import Tx
+from service.events import record_event
+from service.outbox import request_job
+
+# metadata.aiGenerationStatus is what clients read; ai_status is the indexed copy the guards use.
+SET_AI_STATUS = "ai_status = %(status)s, metadata = jsonb_set(metadata, '{aiGenerationStatus}', to_jsonb(%(status)s::text))"
+
+
+async def start_ai_run(tx: Tx, video_id: str, owner_id: int, skip_reason: str | None) -> str:
+    status = "SKIPPED" if skip_reason else "QUEUED"
+    run = await tx.fetchval(
+        f"""
+        UPDATE videos SET {SET_AI_STATUS}, ai_run = ai_run + 1, ai_attempt = 0, ai_lease_until = NULL,
+                          ai_heartbeat_at = now(), ai_error = NULL, ai_note = %(note)s, updated_at = now()
+        WHERE id = %(video_id)s
+        RETURNING ai_run
+        """,
+        {"status": status, "note": skip_reason, "video_id": video_id},
+    )
+    if skip_reason is None:
+        await request_job(tx, "generate_ai", video_id, {"run": run})
+    await record_event(tx, video_id, owner_id, "ai", status, run, 0, {"reason": skip_reason} if skip_reason else None)
+    return status

@@ -1,0 +1,84 @@
+"""`create_app(settings)`: the one factory of the aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from config import Settings
+from service import health
+from service.ai import handlers as ai
+from service.analytics import handlers as analytics
+from service.api import Api
+from service.db import create_pool
+from service.deletion import handlers as deletion
+from service.errors import error_middleware
+from service.keys import PG_POOL, REDIS, SETTINGS, STORAGE
+from service.openapi import docs_api
+from service.outbox import run_relay
+from service.storage import build_storage
+from service.transcription import handlers as transcription
+from service.uploads import handlers as uploads
+from service.videos import handlers as videos
+
+# Room for long tokens and ids, so they get a JSON 401/400 instead of aiohttp's plain-text 400.
+MAX_LINE_AND_FIELD = 64 * 1024
+FEATURE_APIS: list[Api] = [videos.api, uploads.api, transcription.api, ai.api, deletion.api, analytics.api, health.api]
+
+
+def package_version() -> str:
+    try:
+        return version("capvid")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=1024 * 1024,
+        handler_args={"max_line_size": MAX_LINE_AND_FIELD, "max_field_size": MAX_LINE_AND_FIELD},
+    )
+    app[SETTINGS] = settings
+    operations = [op for api in FEATURE_APIS for op in api.operations]
+    for api in [*FEATURE_APIS, docs_api(operations, package_version())]:
+        api.add_to(app)
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, storage_ctx, relay_ctx])
+    return app
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[PG_POOL] = await create_pool(app[SETTINGS])
+    yield
+    app[PG_POOL].close()
+    await app[PG_POOL].wait_closed()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Not arq's create_pool: it pings at start, and the API must start and take uploads while
+    # Redis is down (the outbox keeps the job requests until it is back).
+    app[REDIS] = ArqRedis.from_url(str(app[SETTINGS].redis_url), socket_connect_timeout=2, socket_timeout=5)
+    yield
+    await app[REDIS].aclose()
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[STORAGE] = build_storage(app[SETTINGS])
+    yield
+    await app[STORAGE].aclose()
+
+
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    task = asyncio.create_task(
+        run_relay(
+            app[PG_POOL], str(settings.database_url), app[REDIS], settings.arq_queue_name, settings.outbox_poll_seconds
+        )
+    )
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

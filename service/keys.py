@@ -1,0 +1,15 @@
+"""Typed app state: every resource the handlers share, opened in `cleanup_ctx`."""
+
+from __future__ import annotations
+
+import aiopg
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from config import Settings
+from service.storage import Storage
+
+SETTINGS = web.AppKey("settings", Settings)
+PG_POOL = web.AppKey("pg_pool", aiopg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]

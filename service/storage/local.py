@@ -1,0 +1,105 @@
+"""The `local` backend: objects are files under STORAGE_DIR, keys are relative paths."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from service.storage import TooLarge
+
+LIST_PAGE = 1000
+
+
+class LocalStorage:
+    backend = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        # Keys come from ids we generate, but a path outside the root must be impossible anyway.
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"storage key escapes the storage folder: {key!r}")
+        return path
+
+    async def write_stream(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int) -> int:
+        path = self._path(key)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        # Write beside the target and rename, so a reader never sees half a file.
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        size = 0
+        try:
+            with open(temp, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLarge(f"more than {max_bytes} bytes")
+                    await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(os.replace, temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return size
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        async def one_chunk() -> AsyncIterator[bytes]:
+            yield data
+
+        await self.write_stream(key, one_chunk(), max_bytes=len(data))
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(self._path(key).read_bytes)
+        except FileNotFoundError:
+            return None
+
+    @asynccontextmanager
+    async def local_copy(self, key: str) -> AsyncIterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        yield path
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
+        base = self._path(prefix.rstrip("/"))
+        keys = await asyncio.to_thread(self._walk, base)
+        for start in range(0, len(keys), LIST_PAGE):
+            yield keys[start : start + LIST_PAGE]
+
+    def _walk(self, base: Path) -> list[str]:
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    async def delete_keys(self, keys: list[str]) -> list[tuple[str, str]]:
+        return await asyncio.to_thread(self._delete_all, keys)
+
+    def _delete_all(self, keys: list[str]) -> list[tuple[str, str]]:
+        failures: list[tuple[str, str]] = []
+        parents: set[Path] = set()
+        for key in keys:
+            try:
+                path = self._path(key)
+                path.unlink(missing_ok=True)
+                parents.add(path.parent)
+            except OSError as exc:
+                failures.append((key, str(exc)))
+        for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+            self._prune_empty(parent)
+        return failures
+
+    def _prune_empty(self, folder: Path) -> None:
+        # Empty folders left by a delete are removed up to the storage root.
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    async def aclose(self) -> None:
+        return None

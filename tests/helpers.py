@@ -1,0 +1,102 @@
+"""Shared test helpers: users with tokens, an API wrapper, database inspection, burst workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+from arq.connections import ArqRedis
+
+from config import Settings
+from service.admin import add_user, issue_token
+from service.db import create_pool
+from service.outbox import relay_once
+from workers.settings import create_worker
+
+TABLES = ["video_events", "outbox", "storage_cleanups", "comments", "videos", "api_keys", "users"]
+MEDIA = Path(__file__).parent / "fixtures" / "media"
+
+
+def reset_database(database_url: str) -> None:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    conn.close()
+
+
+def query(settings: Settings, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    """Read the database directly, as a person checking the result would."""
+    with psycopg2.connect(settings.database_url) as conn:
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, params)
+            rows = [dict(r) for r in cur.fetchall()] if cur.description else []
+    conn.close()
+    return rows
+
+
+async def make_user(settings: Settings, email: str, admin: bool = False) -> str:
+    await add_user(settings, email, email.split("@")[0], admin)
+    _, token = await issue_token(settings, email, "test")
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Api:
+    """The HTTP API as a client sees it."""
+
+    def __init__(self, client: TestClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    async def create_video(self, token: str, **body: Any) -> dict[str, Any]:
+        response = await self.client.post("/api/video", json=body, headers=bearer(token))
+        assert response.status == 201, await response.text()
+        return await response.json()  # type: ignore[no-any-return]
+
+    async def upload(self, token: str, video_id: str, data: bytes) -> ClientResponse:
+        return await self.client.put(
+            "/api/video/upload", params={"videoId": video_id}, data=data, headers=bearer(token)
+        )
+
+    async def video(self, token: str, video_id: str) -> dict[str, Any]:
+        response = await self.client.get("/api/video", params={"videoId": video_id}, headers=bearer(token))
+        assert response.status == 200, await response.text()
+        return await response.json()  # type: ignore[no-any-return]
+
+    async def status(self, token: str, video_id: str) -> str | None:
+        response = await self.client.get(
+            "/api/video/transcribe/status", params={"videoId": video_id}, headers=bearer(token)
+        )
+        assert response.status == 200, await response.text()
+        return (await response.json())["transcriptionStatus"]  # type: ignore[no-any-return]
+
+
+async def relay(settings: Settings) -> int:
+    pool = await create_pool(settings, minsize=0, maxsize=1)
+    redis = ArqRedis.from_url(settings.redis_url)
+    try:
+        return await relay_once(pool, redis, settings.arq_queue_name)
+    finally:
+        await redis.aclose()
+        pool.close()
+        await pool.wait_closed()
+
+
+async def drain(settings: Settings, rounds: int = 6, **worker_overrides: Any) -> None:
+    """Relay the outbox and run burst workers until no work is left (jobs may request more jobs)."""
+    for _ in range(rounds):
+        await relay(settings)
+        worker = create_worker(settings, burst=True, poll_delay=0.05, **worker_overrides)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        if not query(settings, "SELECT 1 FROM outbox WHERE sent_at IS NULL"):
+            return
+    raise AssertionError("the outbox did not drain")

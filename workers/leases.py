@@ -1,0 +1,39 @@
+"""Heartbeats for claimed work: extend the lease while the job runs, stop the job if it loses it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+log = logging.getLogger("capvid.worker")
+T = TypeVar("T")
+
+
+class LeaseLost(Exception):
+    """The video was deleted or a newer attempt took it over: stop without writing."""
+
+
+async def run_with_heartbeat(
+    work: Awaitable[T], beat: Callable[[], Awaitable[bool]], interval: float
+) -> T:
+    """Run `work`, calling `beat` every `interval` seconds; cancel the work if a beat says the lease is gone."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            try:
+                alive = await beat()
+            except Exception as exc:
+                # A missed beat is not a lost lease: the database may be back before the lease ends.
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            if not alive:
+                raise LeaseLost()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,132 @@
+"""One transcription attempt: claim, transcribe with heartbeats, write the VTT, complete."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from arq import Retry
+
+from config import Settings
+from service.ai.queries import start_ai_run
+from service.db import transaction
+from service.events import record_event
+from service.storage import StorageUnavailable, transcript_key
+from workers.deps import Deps
+from workers.leases import LeaseLost, run_with_heartbeat
+from workers.transcription import queries as q
+from workers.transcription import vtt
+from workers.transcription.engines import CorruptMedia, Transcript
+
+log = logging.getLogger("capvid.transcription")
+
+
+@dataclass
+class Attempt:
+    video_id: str
+    run: int
+    number: int
+    owner_id: int
+    source: str
+    media_key: str
+
+
+class Progress:
+    """The latest fraction reported by the engine (from its thread), read by the heartbeat."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        self.value = min(1.0, max(self.value, fraction))
+
+
+async def run_transcription(deps: Deps, video_id: str, run: int) -> str:
+    settings = deps.settings
+    async with transaction(deps.pool) as tx:
+        row = await q.claim(tx, video_id, run, settings.lease_seconds, deps.engine.name)
+    if row is None:
+        return "not claimable: deleted, finished, superseded or held by a live attempt"
+    attempt = Attempt(video_id, run, row["attempt"], row["owner_id"], row["source"], row["media_key"])
+    if attempt.number > settings.transcription_max_attempts:
+        reason = f"gave up after {settings.transcription_max_attempts} attempts: {row['last_error'] or 'unknown error'}"
+        async with transaction(deps.pool) as tx:
+            await q.fail(tx, video_id, run, attempt.number, reason)
+        return "ERROR (attempts used up)"
+    try:
+        transcript = await transcribe_media(deps, attempt)
+    except LeaseLost:
+        return "lease lost: another attempt or a delete took over"
+    except CorruptMedia as exc:
+        async with transaction(deps.pool) as tx:
+            await q.fail(tx, video_id, run, attempt.number, f"unreadable media: {exc}")
+        return "ERROR (corrupt media)"
+    except FileNotFoundError:
+        async with transaction(deps.pool) as tx:
+            await q.fail(tx, video_id, run, attempt.number, "the uploaded media is missing from storage")
+        return "ERROR (media missing)"
+    except Exception as exc:
+        return await retry_or_fail(deps, attempt, exc)
+    return await finish(deps, attempt, transcript)
+
+
+async def transcribe_media(deps: Deps, attempt: Attempt) -> Transcript:
+    progress = Progress()
+    settings = deps.settings
+
+    async def beat() -> bool:
+        async with transaction(deps.pool) as tx:
+            return await q.heartbeat(
+                tx, attempt.video_id, attempt.run, attempt.number, settings.lease_seconds, progress.value
+            )
+
+    async with deps.storage_for(attempt.source).local_copy(attempt.media_key) as path:
+        return await run_with_heartbeat(deps.engine.transcribe(path, progress), beat, settings.lease_seconds / 3)
+
+
+async def retry_or_fail(deps: Deps, attempt: Attempt, exc: Exception) -> str:
+    """Transient failure: retry with exponential backoff, or ERROR once attempts are used up."""
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if not isinstance(exc, StorageUnavailable):
+        log.warning("transcription of %s failed (attempt %d): %s", attempt.video_id, attempt.number, reason)
+    settings = deps.settings
+    async with transaction(deps.pool) as tx:
+        if attempt.number >= settings.transcription_max_attempts:
+            reason = f"failed after {attempt.number} attempts: {reason}"
+            await q.fail(tx, attempt.video_id, attempt.run, attempt.number, reason)
+            return "ERROR (attempts used up)"
+        released = await q.release_for_retry(tx, attempt.video_id, attempt.run, attempt.number, reason)
+    if not released:
+        return "lease lost while failing"
+    raise Retry(defer=settings.retry_backoff_seconds * 2 ** (attempt.number - 1))
+
+
+async def finish(deps: Deps, attempt: Attempt, transcript: Transcript) -> str:
+    settings = deps.settings
+    document = vtt.render(transcript.segments)
+    note = transcript.note if not transcript.segments else None
+    async with transaction(deps.pool) as tx:
+        video = await q.lock_held(tx, attempt.video_id, attempt.run, attempt.number)
+        if video is None:
+            return "superseded or deleted before completion: nothing written"
+        await deps.storage_for(attempt.source).put_bytes(
+            transcript_key(attempt.owner_id, attempt.video_id), document.encode(), "text/vtt"
+        )
+        await q.complete(tx, attempt.video_id, attempt.run, attempt.number, transcript.duration, note)
+        await record_event(
+            tx, attempt.video_id, attempt.owner_id, "transcription", "COMPLETE", attempt.run, attempt.number,
+            {"note": note} if note else None,
+        )
+        await start_ai_run(tx, attempt.video_id, attempt.owner_id, ai_skip_reason(settings, transcript))
+    return "COMPLETE"
+
+
+def ai_skip_reason(settings: Settings, transcript: Transcript) -> str | None:
+    if not settings.ai_enabled:
+        return "AI generation is disabled"
+    if not transcript.has_audio:
+        return "the video has no audio"
+    words = sum(len(segment.text.split()) for segment in transcript.segments)
+    if words < settings.ai_min_words:
+        return f"the transcript is too short ({words} words; at least {settings.ai_min_words} needed)"
+    return None

@@ -1,0 +1,99 @@
+"""SQL of the transcription job: every write is compare-and-set on (status, run, attempt)."""
+
+from __future__ import annotations
+
+from service.db import Row, Tx
+from service.events import record_event
+
+GUARD = "id = %(video_id)s AND transcription_status = 'PROCESSING' AND transcription_run = %(run)s"
+HELD = GUARD + " AND transcription_attempt = %(attempt)s"
+
+
+async def claim(tx: Tx, video_id: str, run: int, lease_seconds: float, engine: str) -> Row | None:
+    """Take the video for one attempt, unless another attempt holds a live lease."""
+    return await tx.fetchone(
+        f"""
+        UPDATE videos SET
+            transcription_attempt = transcription_attempt + 1,
+            transcription_lease_until = now() + %(lease)s * interval '1 second',
+            transcription_heartbeat_at = now(),
+            transcription_engine = %(engine)s,
+            updated_at = now()
+        WHERE {GUARD}
+          AND (transcription_lease_until IS NULL OR transcription_lease_until < now())
+        RETURNING owner_id, source, media_key, transcription_attempt AS attempt, transcription_error AS last_error
+        """,
+        {"video_id": video_id, "run": run, "lease": lease_seconds, "engine": engine},
+    )
+
+
+async def heartbeat(tx: Tx, video_id: str, run: int, attempt: int, lease_seconds: float, progress: float) -> bool:
+    count = await tx.execute(
+        f"""
+        UPDATE videos SET
+            transcription_lease_until = now() + %(lease)s * interval '1 second',
+            transcription_heartbeat_at = now(),
+            transcription_progress = %(progress)s
+        WHERE {HELD}
+        """,
+        {"video_id": video_id, "run": run, "attempt": attempt, "lease": lease_seconds, "progress": progress},
+    )
+    return count == 1
+
+
+async def release_for_retry(tx: Tx, video_id: str, run: int, attempt: int, reason: str) -> bool:
+    """Hand the video back (lease cleared) with the reason, before arq runs the job again."""
+    count = await tx.execute(
+        f"""
+        UPDATE videos SET transcription_lease_until = NULL, transcription_heartbeat_at = now(),
+                          transcription_error = %(reason)s, updated_at = now()
+        WHERE {HELD}
+        """,
+        {"video_id": video_id, "run": run, "attempt": attempt, "reason": reason},
+    )
+    return count == 1
+
+
+async def fail(tx: Tx, video_id: str, run: int, attempt: int | None, reason: str) -> bool:
+    """PROCESSING -> ERROR; `attempt=None` guards on the run alone (recovery of a dead attempt)."""
+    guard = GUARD if attempt is None else HELD
+    row = await tx.fetchone(
+        f"""
+        UPDATE videos SET transcription_status = 'ERROR', transcription_lease_until = NULL,
+                          transcription_error = %(reason)s, transcription_finished_at = now(),
+                          transcription_progress = NULL, updated_at = now()
+        WHERE {guard}
+        RETURNING owner_id, transcription_attempt
+        """,
+        {"video_id": video_id, "run": run, "attempt": attempt, "reason": reason},
+    )
+    if row is None:
+        return False
+    await record_event(
+        tx, video_id, row["owner_id"], "transcription", "ERROR", run, row["transcription_attempt"], {"reason": reason}
+    )
+    return True
+
+
+async def lock_held(tx: Tx, video_id: str, run: int, attempt: int) -> Row | None:
+    """Lock the video while still held by this attempt: the transcript is written under this lock,
+    so a delete or a newer run waits for it and a late writer can never overwrite a newer result."""
+    return await tx.fetchone(
+        f"SELECT id, owner_id, source, ai_run FROM videos WHERE {HELD} FOR UPDATE",
+        {"video_id": video_id, "run": run, "attempt": attempt},
+    )
+
+
+async def complete(
+    tx: Tx, video_id: str, run: int, attempt: int, duration: float | None, note: str | None
+) -> None:
+    await tx.execute(
+        f"""
+        UPDATE videos SET transcription_status = 'COMPLETE', transcription_lease_until = NULL,
+                          transcription_progress = 1, transcription_error = NULL, transcription_note = %(note)s,
+                          transcription_finished_at = now(), duration = COALESCE(%(duration)s, duration),
+                          updated_at = now()
+        WHERE {HELD}
+        """,
+        {"video_id": video_id, "run": run, "attempt": attempt, "duration": duration, "note": note},
+    )
