@@ -11,6 +11,7 @@ Redis that was down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Literal
 
@@ -88,10 +89,11 @@ async def run_relay(pool: aiopg.Pool, dsn: str, redis: ArqRedis, queue_name: str
                 log.warning("outbox relay: will retry: %s", exc)
             except Exception:
                 log.exception("outbox relay failed; will retry")
-            try:
-                await asyncio.wait_for(wake.wait(), poll_seconds)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as its timeout fires, and the relay would then outlive its app.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll_seconds):
+                    await wake.wait()
             wake.clear()
     finally:
         listener.cancel()
