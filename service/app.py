@@ -21,6 +21,7 @@ from service.keys import PG_POOL, REDIS, SETTINGS, STORAGE
 from service.openapi import docs_api
 from service.outbox import run_relay
 from service.storage import build_storage
+from service.tasks import stop_task
 from service.transcription import handlers as transcription
 from service.uploads import handlers as uploads
 from service.videos import handlers as videos
@@ -80,5 +81,4 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     )
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await stop_task(task)

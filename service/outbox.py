@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from service.db import CONNECTION_ERRORS, Json, Tx, transaction
+from service.tasks import stop_task
 
 log = logging.getLogger("capvid.outbox")
 
@@ -96,8 +97,7 @@ async def run_relay(pool: aiopg.Pool, dsn: str, redis: ArqRedis, queue_name: str
                     await wake.wait()
             wake.clear()
     finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+        await stop_task(listener)
 
 
 async def _listen(dsn: str, wake: asyncio.Event) -> None:

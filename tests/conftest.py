@@ -113,3 +113,4 @@ async def bob(settings: Settings) -> str:
 
 
 __all__ = ["TABLES"]
+

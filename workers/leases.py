@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from service.tasks import stop_task
+
 log = logging.getLogger("capvid.worker")
 T = TypeVar("T")
 
@@ -34,6 +36,4 @@ async def run_with_heartbeat(
             if not alive:
                 raise LeaseLost()
     finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)

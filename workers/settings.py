@@ -16,6 +16,7 @@ from config import Settings, load_settings
 from service.db import create_pool
 from service.outbox import run_relay
 from service.storage import build_storage
+from service.tasks import stop_task
 from workers.ai.engines import build_ai_engine
 from workers.ai.job import generate_ai
 from workers.cleanup.job import cleanup_storage
@@ -47,8 +48,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     relay = ctx.get("relay")
     if relay is not None:
-        relay.cancel()
-        await asyncio.gather(relay, return_exceptions=True)
+        await stop_task(relay)
     d: Deps | None = ctx.get("deps")
     if d is None:
         return

@@ -20,10 +20,10 @@ IDLE_WAIT_SECONDS = 3.0
 async def client(client: TestClient) -> AsyncIterator[TestClient]:
     """The app's client; before it shuts down, its outbox relay is let go idle.
 
-    service/outbox.py's relay swallows a cancellation that lands while a NOTIFY wakes it
-    (Python 3.11's asyncio.wait_for race; see test_shutdown.py), and the app's shutdown then
-    waits for it forever. Shutting down only once no job request is in flight keeps these tests
-    from hanging on that bug; test_shutdown.py shows the bug itself.
+    service/outbox.py's relay used to swallow a cancellation that landed while a NOTIFY woke it
+    (Python 3.11's asyncio.wait_for race), and the app's shutdown then waited for it forever:
+    tests hung in teardown at random. test_shutdown.py checks that bug directly; shutting down
+    only once no job request is in flight keeps a regression from hanging unrelated tests.
     """
     yield client
     await relay_idle(client.app[SETTINGS])

@@ -30,6 +30,7 @@ def capvid(settings, tmp_path, *args: str, **env: str) -> subprocess.CompletedPr
     # Run outside the repository so no `.env` there changes the settings.
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
+        check=False,
         cwd=tmp_path,
         env=environment,
         capture_output=True,

@@ -79,9 +79,7 @@ async def test_bad_json_body_is_400(api, alice, body):
 
 
 async def test_body_over_the_json_limit_is_413_json(api, alice):
-    response = await api.client.post(
-        "/api/video", data=io.BytesIO(b" " * (2 * 1024 * 1024)), headers=bearer(alice)
-    )
+    response = await api.client.post("/api/video", data=io.BytesIO(b" " * (2 * 1024 * 1024)), headers=bearer(alice))
     body = await expect_error(response, 413)
     assert body["error"] == "Payload too large"
     assert query(api.settings, "SELECT count(*) AS n FROM videos")[0]["n"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import service.outbox as outbox
+from service import outbox
 
 
 async def test_relay_stops_when_cancelled_as_a_notify_wakes_it(monkeypatch):

@@ -65,7 +65,7 @@ async def test_create_defaults(api, alice, body):
     assert ISO_UTC.match(video["createdAt"]) and ISO_UTC.match(video["updatedAt"])
     assert video["source"] == "local" and video["metadata"] == {}
     assert video["transcriptionStatus"] is None and video["transcriptionError"] is None
-    assert (video["totalComments"], video["totalReactions"], video["duration"], video["hasMedia"]) == (0, 0, None, False)
+    assert [video[k] for k in ("totalComments", "totalReactions", "duration", "hasMedia")] == [0, 0, None, False]
     row = video_row(api.settings, video["id"])
     assert row is not None and row["name"] == "My Video" and row["public"] is True and row["metadata"] == {}
     assert datetime.fromisoformat(video["createdAt"]) == row["created_at"]
@@ -254,6 +254,8 @@ BAD_LIST_PARAMS = {
     "limit-101": {"limit": "101"},
     "limit-negative": {"limit": "-1"},
     "limit-text": {"limit": "ten"},
+    "limit-empty": {"limit": ""},
+    "status-lowercase": {"transcriptionStatus": "processing"},
     "limit-twice": [("limit", "1"), ("limit", "2")],
     "status-unknown": {"transcriptionStatus": "DONE"},
     "cursor-garbage": {"cursor": "not a cursor!"},
@@ -437,9 +439,7 @@ async def test_transcript_is_served(api, alice):
 async def test_transcription_detail(api, alice):
     video = await api.create_video(alice)
     assert (await api.upload(alice, video["id"], b"media")).status == 200
-    response = await api.client.get(
-        "/api/video/transcription", params={"videoId": video["id"]}, headers=bearer(alice)
-    )
+    response = await api.client.get("/api/video/transcription", params={"videoId": video["id"]}, headers=bearer(alice))
     assert response.status == 200
     body = await response.json()
     assert body["status"] == "PROCESSING" and body["attempt"] == 0 and body["maxAttempts"] >= 1

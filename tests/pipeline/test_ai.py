@@ -11,7 +11,7 @@ import pytest
 
 import workers.settings
 from service.storage import transcript_key
-from tests.helpers import bearer, drain, query
+from tests.helpers import bearer, drain, query, write
 from tests.pipeline.conftest import uploaded
 from tests.pipeline.pausing import Gate, PausingAI
 from workers.transcription import vtt
@@ -95,7 +95,7 @@ async def test_long_transcript_gets_chapters_at_the_topic_changes(api, alice):
     cues = vtt.parse(document)
     (api.settings.storage_dir / owner / video["id"]).mkdir(parents=True)
     (api.settings.storage_dir / transcript_key(int(owner), video["id"])).write_text(document)
-    query(
+    await write(
         api.settings,
         """UPDATE videos SET transcription_status = 'COMPLETE', media_key = 'x', duration = 823
            WHERE id = %s RETURNING id""",

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 
 from config import Settings
 from service.app import create_app
-from tests.helpers import MEDIA, bearer, drain, query
+from tests.helpers import MEDIA, bearer, drain, query, write
 from tests.pipeline.conftest import uploaded
 from workers.recovery import recover_stuck
 from workers.settings import shutdown, startup
@@ -62,13 +62,13 @@ async def test_nothing_is_enqueued_for_a_rolled_back_transaction(api, alice):
 async def test_a_claim_whose_worker_died_is_taken_over(api, alice):
     video_id = await uploaded(api, alice)
     # What a worker killed mid-job leaves behind: a claim with an expired lease.
-    query(
+    await write(
         api.settings,
         """UPDATE videos SET transcription_attempt = 1, transcription_lease_until = now() - interval '1 second'
            WHERE id = %s RETURNING id""",
         (video_id,),
     )
-    query(api.settings, "UPDATE outbox SET sent_at = now() RETURNING id")  # that job is gone with its worker
+    await write(api.settings, "UPDATE outbox SET sent_at = now() RETURNING id")  # that job is gone with its worker
     await run_recovery(api.settings)
     await drain(api.settings)
 
@@ -79,7 +79,7 @@ async def test_a_claim_whose_worker_died_is_taken_over(api, alice):
 
 async def test_a_dead_claim_on_its_last_attempt_ends_in_error(api, alice):
     video_id = await uploaded(api, alice)
-    query(
+    await write(
         api.settings,
         """UPDATE videos SET transcription_attempt = 3, transcription_lease_until = now() - interval '1 second'
            WHERE id = %s RETURNING id""",
@@ -94,8 +94,8 @@ async def test_a_dead_claim_on_its_last_attempt_ends_in_error(api, alice):
 async def test_work_no_job_ever_claimed_is_requested_again(api, alice):
     video_id = await uploaded(api, alice)
     # Redis lost the queued job (restarted without persistence): nothing will ever claim it.
-    query(api.settings, "UPDATE outbox SET sent_at = now() RETURNING id")
-    query(
+    await write(api.settings, "UPDATE outbox SET sent_at = now() RETURNING id")
+    await write(
         api.settings,
         "UPDATE videos SET transcription_heartbeat_at = now() - interval '1 hour' WHERE id = %s RETURNING id",
         (video_id,),
