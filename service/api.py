@@ -89,13 +89,18 @@ async def parse_json_body(request: web.Request, model: type[M], *, optional: boo
     if not raw.strip() and optional:
         return model()
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
         raise bad_request("body: not valid JSON") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise bad_request(describe_errors(exc)) from None
+
+
+def _reject_constant(name: str) -> None:
+    # NaN and Infinity are not JSON, though Python's parser takes them.
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def json_response(model: BaseModel, status: int = 200) -> web.Response:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from pydantic.alias_generators import to_camel
 
 TranscriptionStatus = Literal["PROCESSING", "COMPLETE", "ERROR"]
@@ -22,9 +22,14 @@ VideoId = Annotated[
 
 
 def _no_nul(value: str) -> str:
-    # Postgres text and jsonb reject NUL: refuse it here as bad input rather than failing later.
+    # Postgres text and jsonb reject NUL and lone surrogates: refuse them here as bad input
+    # rather than failing in the database.
     if "\x00" in value:
         raise ValueError("must not contain the NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
     return value
 
 
@@ -104,7 +109,7 @@ class ClientMetadata(VideoMetadata):
 
 class CreateVideoBody(CamelModel):
     name: SafeText | None = Field(None, min_length=1, max_length=500)
-    public: bool = True
+    public: StrictBool = True
     metadata: ClientMetadata | None = None
 
 

@@ -41,8 +41,10 @@ class LocalStorage:
                         raise TooLarge(f"more than {max_bytes} bytes")
                     await asyncio.to_thread(out.write, chunk)
             await asyncio.to_thread(os.replace, temp, path)
-        finally:
+        except BaseException:
             temp.unlink(missing_ok=True)
+            self._prune_empty(path.parent)
+            raise
         return size
 
     async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:

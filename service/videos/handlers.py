@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from service.videos.queries import get_readable_video, insert_video, list_owner_
 from service.videos.view import video_from_row
 
 api = Api()
+VIDEO_ID_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @api.route("POST", "/api/video", body=CreateVideoBody, response=Video, status=201, errors=(400, 401), tag="videos")
@@ -67,6 +69,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, video_id = raw.split("|", 1)
+        if not VIDEO_ID_SHAPE.match(video_id):
+            raise ValueError(video_id)
         return datetime.fromisoformat(created), video_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad_request("cursor: not a cursor this API returned") from None
