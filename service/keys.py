@@ -12,4 +12,4 @@ from service.storage import Storage
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", aiopg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
-STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
+STORAGE = web.AppKey("storage", Storage)

@@ -25,7 +25,9 @@ def build_openapi(operations: list[Operation], version: str) -> dict[str, Any]:
         *((m, "serialization") for m in sorted(outputs, key=lambda m: m.__name__)),
     ]
     key_map, definitions = models_json_schema(pairs, by_alias=True, ref_template=REF)
-    refs = {model: ref for (model, _mode), ref in key_map.items()}
+    refs: dict[type[BaseModel], dict[str, Any]] = {
+        model: ref for (model, _mode), ref in key_map.items() if isinstance(model, type) and issubclass(model, BaseModel)
+    }
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)

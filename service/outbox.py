@@ -26,6 +26,8 @@ log = logging.getLogger("capvid.outbox")
 
 JobFunction = Literal["transcribe", "generate_ai", "cleanup_storage"]
 NOTIFY_CHANNEL = "capvid_outbox"
+# Redis or Postgres away: logged briefly and retried on the next sweep.
+RELAY_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
 BATCH = 200
 
 
@@ -86,7 +88,7 @@ async def run_relay(pool: aiopg.Pool, dsn: str, redis: ArqRedis, queue_name: str
         while True:
             try:
                 await relay_once(pool, redis, queue_name)
-            except (RedisError, *CONNECTION_ERRORS) as exc:
+            except RELAY_ERRORS as exc:
                 log.warning("outbox relay: will retry: %s", exc)
             except Exception:
                 log.exception("outbox relay failed; will retry")

@@ -40,6 +40,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         engine=build_engine(settings),
         ai_engine=build_ai_engine(settings),
     )
+    # The speech model loads once per worker process, before the first job is taken.
+    load = getattr(ctx["deps"].engine, "load", None)
+    if load is not None:
+        await load()
     ctx["relay"] = asyncio.create_task(
         run_relay(pool, settings.database_url, ctx["redis"], settings.arq_queue_name, settings.outbox_poll_seconds)
     )
@@ -83,6 +87,8 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.arq_queue_name,
         "health_check_interval": HEALTH_CHECK_SECONDS,
+        # The relay enqueues within milliseconds of a commit; polling often keeps pickup latency small.
+        "poll_delay": 0.1,
         "keep_result": 3600,
         "max_jobs": 4,
         "ctx": {"settings": settings},
@@ -91,7 +97,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
 def build_worker_settings(settings: Settings) -> type[WorkerSettingsBase]:
     """A `WorkerSettings` class, as `arq` expects, bound to these settings."""
-    return type("WorkerSettings", (), worker_settings(settings))  # type: ignore[return-value]
+    return type("WorkerSettings", (), worker_settings(settings))
 
 
 class CapvidWorker(Worker):

@@ -57,7 +57,7 @@ async def start_transcription(request: web.Request) -> web.StreamResponse:
         if video["media_key"] is None:
             raise conflict("The video has no uploaded media to transcribe")
         status = await request_transcription(tx, video, query.force)
-    return json_response(TranscriptionStatusOut(transcription_status=status), status=202)  # type: ignore[arg-type]
+    return json_response(TranscriptionStatusOut(transcription_status=status), status=202)
 
 
 @api.route(
