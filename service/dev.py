@@ -9,6 +9,7 @@ makes a local user and token on first run, then supervises `capvid web` and
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,9 @@ STOP_GRACE_SECONDS = 15
 
 
 def run_dev(data_dir: str) -> int:
+    # The embedded servers narrate every step at INFO; what matters is printed below.
+    for noisy in ("pgserver", "yoyo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     configured = load_settings().model_fields_set
@@ -110,7 +114,8 @@ def print_welcome(settings: Settings, token: str) -> None:
         f"""
 capvid is starting on {base}
   token ({DEV_EMAIL}): {token}
-  try:   curl -H 'Authorization: Bearer {token}' -X POST {base}/api/video
+  try:   curl -H 'Authorization: Bearer {token}' {base}/api/videos
+  new:   curl -H 'Authorization: Bearer {token}' -X POST {base}/api/video
   docs:  {base}/api/docs
 Press Ctrl-C to stop.
 """,
