@@ -45,6 +45,7 @@ STOP_GRACE_SECONDS = 15
 # arq's own log lines: "→" when a job starts (delay since enqueue), "←" when it ends (run time).
 JOB_START = re.compile(r"(\d+\.\d+)s → (\S+):transcribe\('([^']+)'")
 JOB_END = re.compile(r"(\d+\.\d+)s ← (\S+):transcribe ●")
+Children = dict[str, "subprocess.Popen[bytes]"]
 
 
 class BenchError(Exception):
@@ -120,7 +121,7 @@ def start_servers(stack: ExitStack, tmp: Path) -> tuple[str, str]:
     return database_url, redis_url
 
 
-def start_processes(stack: ExitStack, settings: Settings, tmp: Path) -> tuple[str, Path]:
+def start_processes(stack: ExitStack, settings: Settings, tmp: Path) -> tuple[str, Children]:
     port = free_port()
     env = {
         **os.environ,
@@ -133,12 +134,13 @@ def start_processes(stack: ExitStack, settings: Settings, tmp: Path) -> tuple[st
         "ARQ_QUEUE_NAME": settings.arq_queue_name,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
+    children: Children = {}
     for role in ("web", "worker"):
         log = (tmp / f"{role}.log").open("w")
         stack.callback(log.close)
-        child = subprocess.Popen([sys.executable, "-m", "service.cli", role], env=env, stdout=log, stderr=log)
-        stack.callback(stop_process, child)
-    return f"http://127.0.0.1:{port}", tmp / "worker.log"
+        children[role] = subprocess.Popen([sys.executable, "-m", "service.cli", role], env=env, stdout=log, stderr=log)
+        stack.callback(stop_process, children[role])
+    return f"http://127.0.0.1:{port}", children
 
 
 def stop_process(child: subprocess.Popen[bytes]) -> None:
@@ -151,7 +153,7 @@ def stop_process(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-async def wait_ready(http: aiohttp.ClientSession, base: str, settings: Settings, tmp: Path) -> None:
+async def wait_ready(http: aiohttp.ClientSession, base: str, settings: Settings, tmp: Path, children: Children) -> None:
     """Web answers /readyz; the worker writes arq's health key only once startup (model preload) is done."""
     health_key = f"{settings.arq_queue_name}:health-check"
     client = redis.Redis.from_url(settings.redis_url)
@@ -165,9 +167,9 @@ async def wait_ready(http: aiohttp.ClientSession, base: str, settings: Settings,
                 web_ready = False
             if web_ready and client.exists(health_key):
                 return
-            for role in ("web", "worker"):
-                if "Traceback" in (tmp / f"{role}.log").read_text(errors="replace"):
-                    raise BenchError(f"{role} failed to start:\n{tail(tmp / f'{role}.log')}")
+            for role, child in children.items():
+                if child.poll() is not None:
+                    raise BenchError(f"{role} exited with {child.returncode}:\n{tail(tmp / f'{role}.log')}")
             await asyncio.sleep(0.2)
     finally:
         client.close()
@@ -222,19 +224,19 @@ def job_times(worker_log: Path, video_id: str) -> tuple[float, float]:
     return queue, ends[job_id]
 
 
-async def measure(settings: Settings, media: Path, rounds: int, tmp: Path, base: str, log: Path) -> list[Round]:
+async def measure(settings: Settings, media: Path, rounds: int, tmp: Path, base: str, children: Children) -> list[Round]:
     email = f"bench-{uuid.uuid4().hex[:12]}@localhost"
     await add_user(settings, email, "Benchmark", is_admin=False)
     _, token = await issue_token(settings, email, "bench")
     body = media.read_bytes()  # read before timing: the client's disk is not the pipeline's cost
     results: list[Round] = []
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        await wait_ready(http, base, settings, tmp)
+        await wait_ready(http, base, settings, tmp, children)
         for number in range(1, rounds + 1):
             direct = transcribe_direct(settings, media)  # blocks the loop on purpose: nothing else may run
             video_id, pipeline, upload = await run_pipeline(http, base, body)
             await wait_ai_settled(http, base, video_id)
-            queue, job = job_times(log, video_id)
+            queue, job = job_times(tmp / "worker.log", video_id)
             results.append(Round(direct, pipeline, upload, queue, job))
             print(f"  round {number}/{rounds}: direct {direct:.2f} s, pipeline {pipeline:.2f} s", flush=True)
     return results
@@ -296,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             media_seconds = decoded_seconds(media)
             print(f"media: {media_seconds:.1f} s of audio; loading the model into {settings.model_cache_dir}", flush=True)
             load_model(settings)  # assembles the model into the shared cache once, before the worker needs it
-            base, worker_log = start_processes(stack, settings, tmp)
+            base, children = start_processes(stack, settings, tmp)
             print("waiting for web and worker (the worker preloads the model)...", flush=True)
-            results = asyncio.run(measure(settings, media, args.rounds, tmp, base, worker_log))
+            results = asyncio.run(measure(settings, media, args.rounds, tmp, base, children))
             report(settings, media, media_seconds, results)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)

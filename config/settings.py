@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     storage_backend: Literal["local", "s3"] = "local"
     storage_dir: Path = Path(".capvid/storage")
     max_upload_bytes: int = Field(5 * 1024**3, gt=0)
+    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint (MinIO, R2, Ceph, Garage); AWS when unset")
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_force_path_style: bool = Field(False, description="path-style addressing (MinIO, Ceph, Garage)")
+    s3_part_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, description="multipart upload part size")
 
     # Pools
     db_pool_min: int = Field(1, ge=0)
@@ -98,6 +105,8 @@ class Settings(BaseSettings):
             raise ValueError("DEEPGRAM_API_KEY is required when TRANSCRIPTION_ENGINE=deepgram")
         if self.transcription_engine == "assemblyai" and self.assemblyai_api_key is None:
             raise ValueError("ASSEMBLYAI_API_KEY is required when TRANSCRIPTION_ENGINE=assemblyai")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("S3_BUCKET is required when STORAGE_BACKEND=s3")
         if self.ai_enabled and self.ai_engine == "openai" and self.ai_api_key is None:
             raise ValueError("AI_API_KEY is required when AI_ENGINE=openai")
         return self

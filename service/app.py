@@ -17,10 +17,10 @@ from service.api import Api
 from service.db import create_pool
 from service.deletion import handlers as deletion
 from service.errors import error_middleware
-from service.keys import PG_POOL, REDIS, SETTINGS, STORAGE
+from service.keys import PG_POOL, REDIS, SETTINGS, STORAGES
 from service.openapi import docs_api
 from service.outbox import run_relay
-from service.storage import build_storage
+from service.storage import Storages
 from service.tasks import stop_task
 from service.transcription import handlers as transcription
 from service.uploads import handlers as uploads
@@ -68,9 +68,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[STORAGE] = build_storage(app[SETTINGS])
+    app[STORAGES] = Storages(app[SETTINGS])
     yield
-    await app[STORAGE].aclose()
+    await app[STORAGES].aclose()
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:

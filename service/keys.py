@@ -7,9 +7,9 @@ from aiohttp import web
 from arq.connections import ArqRedis
 
 from config import Settings
-from service.storage import Storage
+from service.storage import Storages
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", aiopg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
-STORAGE = web.AppKey("storage", Storage)
+STORAGES = web.AppKey("storages", Storages)

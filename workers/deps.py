@@ -9,7 +9,7 @@ import aiopg
 from arq.connections import ArqRedis
 
 from config import Settings
-from service.storage import Storage, build_storage
+from service.storage import Storage, Storages
 from workers.ai.engines import AIEngine
 from workers.transcription.engines import Engine
 
@@ -19,15 +19,12 @@ class Deps:
     settings: Settings
     pool: aiopg.Pool
     redis: ArqRedis
-    storage: Storage
+    storages: Storages
     engine: Engine
     ai_engine: AIEngine
 
     def storage_for(self, backend: str) -> Storage:
-        # A video keeps the backend it was uploaded to, even after STORAGE_BACKEND changes.
-        if backend == self.storage.backend:
-            return self.storage
-        return build_storage(self.settings, backend)
+        return self.storages.get(backend)
 
 
 def deps(ctx: dict[str, Any]) -> Deps:

@@ -15,7 +15,7 @@ from arq.worker import Function, Worker, func
 from config import Settings, load_settings
 from service.db import create_pool
 from service.outbox import run_relay
-from service.storage import build_storage
+from service.storage import Storages
 from service.tasks import stop_task
 from workers.ai.engines import build_ai_engine
 from workers.ai.job import generate_ai
@@ -36,7 +36,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         settings=settings,
         pool=pool,
         redis=ctx["redis"],
-        storage=build_storage(settings),
+        storages=Storages(settings),
         engine=build_engine(settings),
         ai_engine=build_ai_engine(settings),
     )
@@ -58,7 +58,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         return
     await d.engine.aclose()
     await d.ai_engine.aclose()
-    await d.storage.aclose()
+    await d.storages.aclose()
     d.pool.close()
     await d.pool.wait_closed()
 

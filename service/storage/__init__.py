@@ -62,10 +62,34 @@ def transcript_key(owner_id: int, video_id: str) -> str:
     return f"{video_prefix(owner_id, video_id)}transcription.vtt"
 
 
-def build_storage(settings: Settings, backend: str | None = None) -> Storage:
-    chosen = backend or settings.storage_backend
-    if chosen == "s3":
-        raise NotImplementedError("the s3 storage backend is not available yet")
+def build_storage(settings: Settings, backend: str) -> Storage:
+    if backend == "s3":
+        from service.storage.s3 import S3Storage
+
+        return S3Storage(settings)
     from service.storage.local import LocalStorage
 
     return LocalStorage(settings.storage_dir)
+
+
+class Storages:
+    """The backends of one process: new uploads go to STORAGE_BACKEND, while each video keeps
+    the backend it was uploaded to (its `source`) after the setting changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._open: dict[str, Storage] = {}
+
+    @property
+    def default(self) -> Storage:
+        return self.get(self.settings.storage_backend)
+
+    def get(self, backend: str) -> Storage:
+        if backend not in self._open:
+            self._open[backend] = build_storage(self.settings, backend)
+        return self._open[backend]
+
+    async def aclose(self) -> None:
+        for storage in self._open.values():
+            await storage.aclose()
+        self._open.clear()

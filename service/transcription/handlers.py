@@ -8,7 +8,7 @@ from service.api import Api, json_response, parse_query
 from service.auth.caller import require_user
 from service.db import connection, transaction
 from service.errors import conflict, not_found, video_not_found
-from service.keys import PG_POOL, SETTINGS, STORAGE
+from service.keys import PG_POOL, SETTINGS, STORAGES
 from service.models import TranscribeQuery, TranscriptionDetail, TranscriptionStatusOut, VideoIdQuery
 from service.storage import transcript_key
 from service.transcription.queries import request_transcription, transcript_location
@@ -117,7 +117,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         raise video_not_found()
     if row["transcription_status"] != "COMPLETE":
         raise not_found("Transcript not found")
-    document = await request.app[STORAGE].get_bytes(transcript_key(row["owner_id"], query.video_id))
+    document = await request.app[STORAGES].get(row["source"]).get_bytes(transcript_key(row["owner_id"], query.video_id))
     if document is None:
         raise not_found("Transcript not found")
     return web.Response(body=document, content_type="text/vtt", charset="utf-8")

@@ -10,7 +10,7 @@ from service.api import Api, json_response, parse_query
 from service.auth.caller import require_user
 from service.db import transaction
 from service.errors import too_large, video_not_found
-from service.keys import PG_POOL, SETTINGS, STORAGE
+from service.keys import PG_POOL, SETTINGS, STORAGES
 from service.models import Video, VideoIdQuery
 from service.storage import TooLarge, media_key
 from service.transcription.queries import start_transcription_run
@@ -37,7 +37,7 @@ async def upload_media(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     query = parse_query(request, VideoIdQuery)
     app = request.app
-    pool, storage, limit = app[PG_POOL], app[STORAGE], app[SETTINGS].max_upload_bytes
+    pool, storage, limit = app[PG_POOL], app[STORAGES].default, app[SETTINGS].max_upload_bytes
     async with transaction(pool) as tx:
         if await lock_owned_video(tx, query.video_id, user.id) is None:
             raise video_not_found()

@@ -180,3 +180,26 @@ async def wait_for(condition: Any, seconds: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def test_an_ai_claim_whose_worker_died_is_taken_over(api, alice):
+    video_id = await uploaded(api, alice)
+    await drain(api.settings)
+    response = await api.client.post("/api/video/ai/generate", params={"videoId": video_id}, headers=bearer(alice))
+    assert response.status == 202
+    # The AI job was claimed by a worker that then died: PROCESSING with an expired lease.
+    await write(
+        api.settings,
+        """UPDATE videos SET ai_status = 'PROCESSING', ai_attempt = 1,
+                  metadata = metadata || '{"aiGenerationStatus": "PROCESSING"}',
+                  ai_lease_until = now() - interval '1 second'
+           WHERE id = %s RETURNING id""",
+        (video_id,),
+    )
+    await write(api.settings, "UPDATE outbox SET sent_at = now() RETURNING id")
+    assert (await run_recovery(api.settings))["ai"] == 1
+    await drain(api.settings)
+
+    row = video_row(api.settings, video_id)
+    assert row["metadata"]["aiGenerationStatus"] == "COMPLETE"
+    assert row["ai_attempt"] == 2, "a second attempt took over the dead one"
