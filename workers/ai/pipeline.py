@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from arq import Retry
@@ -43,6 +44,10 @@ async def run_ai_generation(deps: Deps, video_id: str, run: int) -> str:
         result = await run_with_heartbeat(deps.ai_engine.generate(cues, duration), beat, settings.lease_seconds / 3)
     except LeaseLost:
         return "lease lost: another attempt or a delete took over"
+    except asyncio.CancelledError:
+        # Worker shutting down: hand the claim back so the re-queued job can take it at once.
+        await asyncio.shield(_release(deps, video_id, run, attempt))
+        raise
     except (TransientAIError, OSError, ConnectionError) as exc:
         return await retry_or_fail(deps, video_id, run, attempt, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
@@ -51,6 +56,11 @@ async def run_ai_generation(deps: Deps, video_id: str, run: int) -> str:
             await q.fail(tx, video_id, run, attempt, f"{type(exc).__name__}: {exc}")
         return "ERROR"
     return await finish(deps, video_id, run, attempt, result, duration)
+
+
+async def _release(deps: Deps, video_id: str, run: int, attempt: int) -> None:
+    async with transaction(deps.pool) as tx:
+        await q.release_for_retry(tx, video_id, run, attempt, "interrupted: the worker stopped during the attempt")
 
 
 async def retry_or_fail(deps: Deps, video_id: str, run: int, attempt: int, reason: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -57,6 +58,11 @@ async def run_transcription(deps: Deps, video_id: str, run: int) -> str:
         transcript = await transcribe_media(deps, attempt)
     except LeaseLost:
         return "lease lost: another attempt or a delete took over"
+    except asyncio.CancelledError:
+        # Worker shutting down (arq re-queues the job): hand the claim back so the next
+        # delivery can take it at once instead of waiting for the lease to run out.
+        await asyncio.shield(_release(deps, attempt, "interrupted: the worker stopped during the attempt"))
+        raise
     except CorruptMedia as exc:
         async with transaction(deps.pool) as tx:
             await q.fail(tx, video_id, run, attempt.number, f"unreadable media: {exc}")
@@ -82,6 +88,11 @@ async def transcribe_media(deps: Deps, attempt: Attempt) -> Transcript:
 
     async with deps.storage_for(attempt.source).local_copy(attempt.media_key) as path:
         return await run_with_heartbeat(deps.engine.transcribe(path, progress), beat, settings.lease_seconds / 3)
+
+
+async def _release(deps: Deps, attempt: Attempt, reason: str) -> None:
+    async with transaction(deps.pool) as tx:
+        await q.release_for_retry(tx, attempt.video_id, attempt.run, attempt.number, reason)
 
 
 async def retry_or_fail(deps: Deps, attempt: Attempt, exc: Exception) -> str:
