@@ -75,7 +75,12 @@ class LocalStorage:
     def _walk(self, base: Path) -> list[str]:
         if not base.is_dir():
             return []
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+        # In-progress uploads (".name.<uuid>.part") are their writer's to keep or remove.
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".part"))
+        )
 
     async def delete_keys(self, keys: list[str]) -> list[tuple[str, str]]:
         return await asyncio.to_thread(self._delete_all, keys)

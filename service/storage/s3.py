@@ -56,7 +56,9 @@ def _status(exc: botocore_errors.ClientError) -> int:
 
 
 def _is_missing(exc: botocore_errors.ClientError) -> bool:
-    return _code(exc) in MISSING_CODES or _status(exc) == 404
+    # The object, not the bucket: a missing bucket (NoSuchBucket, also a 404) is a configuration error.
+    code = _code(exc)
+    return code in MISSING_CODES or (not code and _status(exc) == 404)
 
 
 @contextlib.contextmanager
@@ -80,8 +82,7 @@ class S3Storage:
             raise ValueError("S3_BUCKET is required for the s3 storage backend")
         self.settings = settings
         self.bucket: str = settings.s3_bucket
-        # S3 allows at most 10,000 parts: a larger upload limit needs larger parts.
-        self.part_bytes = max(settings.s3_part_bytes, -(-settings.max_upload_bytes // MAX_PARTS))
+        self.part_bytes = settings.s3_part_bytes
         self._client: Any = None
         self._stack: AsyncExitStack | None = None
         self._lock = asyncio.Lock()
@@ -90,8 +91,10 @@ class S3Storage:
         options: dict[str, Any] = {
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             "read_timeout": READ_TIMEOUT_SECONDS,
-            "retries": {"max_attempts": 2, "mode": "standard"},
-            # Checksums only where the API requires them: what MinIO, R2, Ceph and Garage accept.
+            # Two tries in all, then StorageUnavailable: the caller retries with its own backoff.
+            "retries": {"total_max_attempts": 2, "mode": "standard"},
+            # botocore >= 1.36 adds CRC checksums to every upload by default, which several
+            # S3-compatible servers reject: send them only where the API requires them.
             "request_checksum_calculation": "when_required",
             "response_checksum_validation": "when_required",
             "max_pool_connections": 32,
@@ -127,6 +130,8 @@ class S3Storage:
     async def write_stream(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int) -> int:
         client = await self.client()
         content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        # S3 takes at most 10,000 parts: a larger size limit needs larger parts.
+        part_bytes = max(self.part_bytes, -(-max_bytes // MAX_PARTS))
         buffer = bytearray()
         size = 0
         upload_id: str | None = None
@@ -138,15 +143,15 @@ class S3Storage:
                     raise TooLarge(f"more than {max_bytes} bytes")
                 buffer += chunk
                 # At most one part (plus the chunk that completed it) is ever held.
-                while len(buffer) >= self.part_bytes:
+                while len(buffer) >= part_bytes:
                     if upload_id is None:
                         with _unavailable_on_outage("CreateMultipartUpload"):
                             created = await client.create_multipart_upload(
                                 Bucket=self.bucket, Key=key, ContentType=content_type
                             )
                         upload_id = str(created["UploadId"])
-                    part = bytes(buffer[: self.part_bytes])
-                    del buffer[: self.part_bytes]
+                    part = bytes(buffer[:part_bytes])
+                    del buffer[:part_bytes]
                     parts.append(await self._upload_part(key, upload_id, len(parts) + 1, part))
             if upload_id is None:
                 # Smaller than one part: a single PutObject.
@@ -205,17 +210,17 @@ class S3Storage:
         fd, name = tempfile.mkstemp(prefix="capvid-s3-", suffix=Path(key).suffix)
         path = Path(name)
         try:
-            with os.fdopen(fd, "wb") as out:
-                with _unavailable_on_outage("GetObject"):
-                    try:
-                        answer = await client.get_object(Bucket=self.bucket, Key=key)
-                    except botocore_errors.ClientError as exc:
-                        if _is_missing(exc):
-                            raise FileNotFoundError(key) from None
-                        raise
-                    async with answer["Body"] as body:
-                        async for chunk in body.iter_chunks(DOWNLOAD_CHUNK):
-                            await asyncio.to_thread(out.write, chunk)
+            with os.fdopen(fd, "wb") as out, _unavailable_on_outage("GetObject"):
+                try:
+                    answer = await client.get_object(Bucket=self.bucket, Key=key)
+                except botocore_errors.ClientError as exc:
+                    if _is_missing(exc):
+                        raise FileNotFoundError(key) from None
+                    raise
+                # A chunk at a time: the object is never held whole in memory.
+                async with answer["Body"] as body:
+                    async for chunk in body.iter_chunks(DOWNLOAD_CHUNK):
+                        await asyncio.to_thread(out.write, chunk)
             yield path
         finally:
             path.unlink(missing_ok=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from config import Settings
 from service.storage import Storage, build_storage, video_prefix
+from service.storage.local import LocalStorage
+from service.storage.s3 import S3Storage
 from tests.helpers import MEDIA, bearer, query
 
 SPOKEN = (MEDIA / "spoken.mp4").read_bytes()
@@ -25,10 +28,15 @@ async def keys_under(settings: Settings, backend: str, prefix: str) -> list[str]
         await storage.aclose()
 
 
+def object_keys(prefix: str, count: int) -> list[str]:
+    """`count` keys of a video's small objects under `prefix`: segments, thumbnails, previews."""
+    folders = (("segments", "ts"), ("thumbnails", "jpg"), ("previews", "webp"))
+    return [f"{prefix}{folders[i % 3][0]}/{i:05d}.{folders[i % 3][1]}" for i in range(count)]
+
+
 async def fill(storage: Storage, prefix: str, count: int, parallel: int = 32) -> list[str]:
-    """`count` small objects under `prefix`: segments, thumbnails and a few other files."""
-    folders = ("segments", "thumbnails", "previews")
-    keys = [f"{prefix}{folders[i % 3]}/{i:05d}.{('ts', 'jpg', 'webp')[i % 3]}" for i in range(count)]
+    """`count` small objects under `prefix`, written through the storage interface."""
+    keys = object_keys(prefix, count)
     gate = asyncio.Semaphore(parallel)
 
     async def put(key: str) -> None:
@@ -36,6 +44,26 @@ async def fill(storage: Storage, prefix: str, count: int, parallel: int = 32) ->
             await storage.put_bytes(key, key.encode())
 
     await asyncio.gather(*(put(key) for key in keys))
+    return keys
+
+
+async def seed(storage: Storage, prefix: str, count: int) -> list[str]:
+    """`count` small objects under `prefix`, as fast as possible: files written directly on the
+    local backend; on S3, put into the moto server's in-process store directly (moto answers
+    only ~200 PutObject requests a second; everything under test, listing, reading and
+    deleting, still goes over the S3 API)."""
+    keys = object_keys(prefix, count)
+    if isinstance(storage, LocalStorage):
+        await asyncio.to_thread(_write_files, storage.root, keys)
+        return keys
+    if not isinstance(storage, S3Storage):
+        return await fill(storage, prefix, count)
+    from moto.s3.models import s3_backends
+
+    partition, account = s3_backends.bucket_accounts[storage.bucket]
+    backend = s3_backends[account][partition]
+    for key in keys:
+        backend.put_object(storage.bucket, key, key.encode())
     return keys
 
 
@@ -51,9 +79,17 @@ async def uploaded_video(client: TestClient, token: str) -> dict[str, Any]:
     return video  # type: ignore[no-any-return]
 
 
+def _write_files(root: Path, keys: list[str]) -> None:
+    for key in keys:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(key.encode())
+
+
 async def delete(client: TestClient, token: str, video_id: str) -> int:
     response = await client.delete("/api/video/delete", params={"videoId": video_id}, headers=bearer(token))
-    assert await response.read() == b""
+    if response.status == 200:
+        assert await response.read() == b"", "a delete answers 200 with an empty body"
     return response.status
 
 

@@ -14,7 +14,7 @@ from config import Settings
 from service.dev import free_port
 from service.storage import Storage, StorageUnavailable, TooLarge, build_storage
 from service.storage.s3 import S3Storage
-from tests.storage.helpers import fill, keys_under
+from tests.storage.helpers import keys_under, seed
 
 MIB = 1024 * 1024
 
@@ -105,7 +105,7 @@ async def test_local_copy_is_a_file_for_the_context_only(storage: Storage, backe
 
 
 async def test_listing_goes_a_page_at_a_time_and_stays_inside_the_prefix(storage: Storage):
-    keys = await fill(storage, "7/abc/", 2100)
+    keys = await seed(storage, "7/abc/", 2100)
     await storage.put_bytes("7/abcd/result.mp4", b"another video whose id starts the same")
     await storage.put_bytes("70/abc/result.mp4", b"another user")
     pages = [page async for page in storage.list_keys("7/abc/")]
@@ -115,7 +115,7 @@ async def test_listing_goes_a_page_at_a_time_and_stays_inside_the_prefix(storage
 
 
 async def test_delete_keys_in_batches_counts_missing_keys_as_deleted(storage: Storage, settings: Settings):
-    keys = await fill(storage, "7/abc/", 1500)
+    keys = await seed(storage, "7/abc/", 1500)
     await storage.put_bytes("7/other/result.mp4", b"kept")
     requests: list[int] = []
     if isinstance(storage, S3Storage):
@@ -178,3 +178,41 @@ async def test_storages_share_one_client_per_backend(settings: Settings, backend
             assert await storages.default.client() is await storages.default.client()
     finally:
         await storages.aclose()
+
+
+@pytest.mark.parametrize("backend", ["s3"])
+async def test_per_key_errors_of_delete_objects_are_returned(settings: Settings, aiohttp_server: Any):
+    async def delete_objects(request: web.Request) -> web.Response:
+        assert "delete" in request.query
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            "<Error><Key>1/v1/locked.ts</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+            "<Error><Key>1/v1/gone.ts</Key><Code>NoSuchKey</Code><Message>The key does not exist</Message></Error>"
+            "</DeleteResult>"
+        )
+        return web.Response(text=body, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", delete_objects)
+    server = await aiohttp_server(app)
+    storage = build_storage(settings.model_copy(update={"s3_endpoint_url": str(server.make_url(""))}), "s3")
+    try:
+        failures = await storage.delete_keys(["1/v1/locked.ts", "1/v1/gone.ts", "1/v1/ok.ts"])
+    finally:
+        await storage.aclose()
+    assert failures == [("1/v1/locked.ts", "AccessDenied: Access Denied")], "a missing key is not a failure"
+
+
+@pytest.mark.parametrize("backend", ["s3"])
+async def test_a_missing_bucket_is_an_error_not_a_missing_object(settings: Settings):
+    from botocore.exceptions import ClientError
+
+    storage = build_storage(settings.model_copy(update={"s3_bucket": "capvid-no-such-bucket"}), "s3")
+    try:
+        with pytest.raises(ClientError, match="NoSuchBucket"):
+            await storage.get_bytes("1/v1/transcription.vtt")
+        with pytest.raises(ClientError, match="NoSuchBucket"):
+            async with storage.local_copy("1/v1/result.mp4"):
+                pass
+    finally:
+        await storage.aclose()
