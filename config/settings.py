@@ -6,6 +6,7 @@ the worker's `startup(ctx)`), never read from globals.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,14 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_force_path_style: bool = Field(False, description="path-style addressing (MinIO, Ceph, Garage)")
     s3_part_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, description="multipart upload part size")
+
+    # Views: a viewer without a viewerId is an HMAC of the client IP and User-Agent, keyed by the view salt.
+    trusted_proxies: str = Field(
+        "", description="comma-separated IPs or networks of reverse proxies whose X-Forwarded-For is believed"
+    )
+    view_salt: SecretStr | None = Field(
+        None, description="key of viewer hashes (16+ characters); when unset, generated once and kept in the database"
+    )
 
     # Pools
     db_pool_min: int = Field(1, ge=0)
@@ -98,6 +107,23 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
+    @field_validator("view_salt")
+    @classmethod
+    def _long_salt(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
     @model_validator(mode="after")
     def _engine_secrets_present(self) -> "Settings":
         # Secrets have no defaults: a chosen engine without its key is a configuration error.
@@ -110,6 +136,11 @@ class Settings(BaseSettings):
         if self.ai_enabled and self.ai_engine == "openai" and self.ai_api_key is None:
             raise ValueError("AI_API_KEY is required when AI_ENGINE=openai")
         return self
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        parts = filter(None, (part.strip() for part in self.trusted_proxies.split(",")))
+        return tuple(ip_network(part, strict=False) for part in parts)
 
     @property
     def base_url(self) -> str:

@@ -13,7 +13,9 @@ from config import Settings
 from service import health
 from service.ai import handlers as ai
 from service.analytics import handlers as analytics
+from service.analytics.viewers import VIEWS, ViewState
 from service.api import Api
+from service.comments import handlers as comments
 from service.db import create_pool
 from service.deletion import handlers as deletion
 from service.errors import error_middleware
@@ -28,7 +30,9 @@ from service.videos import handlers as videos
 
 # Room for long tokens and ids, so they get a JSON 401/400 instead of aiohttp's plain-text 400.
 MAX_LINE_AND_FIELD = 64 * 1024
-FEATURE_APIS: list[Api] = [videos.api, uploads.api, transcription.api, ai.api, deletion.api, analytics.api, health.api]
+FEATURE_APIS: list[Api] = [
+    videos.api, uploads.api, transcription.api, ai.api, deletion.api, analytics.api, comments.api, health.api
+]
 
 
 def package_version() -> str:
@@ -45,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"max_line_size": MAX_LINE_AND_FIELD, "max_field_size": MAX_LINE_AND_FIELD},
     )
     app[SETTINGS] = settings
+    app[VIEWS] = ViewState(settings)
     operations = [op for api in FEATURE_APIS for op in api.operations]
     for api in [*FEATURE_APIS, docs_api(operations, package_version())]:
         api.add_to(app)

@@ -5,10 +5,24 @@ The OpenAPI document is generated from these same models.
 
 from __future__ import annotations
 
+import re
+from datetime import date as Date
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+import emoji
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 TranscriptionStatus = Literal["PROCESSING", "COMPLETE", "ERROR"]
@@ -123,6 +137,97 @@ class AiGenerationOut(CamelModel):
 
 class AnalyticsOut(CamelModel):
     count: int = Field(ge=0)
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    # Only YYYY-MM-DD: pydantic alone would also take a number of seconds as a date.
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be an ISO date (YYYY-MM-DD)")
+    return value
+
+
+IsoDate = Annotated[Date, BeforeValidator(_iso_date)]
+
+
+class AnalyticsQuery(VideoIdQuery):
+    from_: IsoDate | None = Field(None, alias="from", description="first UTC day counted (inclusive)")
+    to: IsoDate | None = Field(None, description="last UTC day counted (inclusive)")
+
+    @field_validator("to")
+    @classmethod
+    def _not_before_from(cls, value: Date | None, info: ValidationInfo) -> Date | None:
+        start = info.data.get("from_")
+        if value is not None and start is not None and value < start:
+            raise ValueError("must not be before from")
+        return value
+
+
+class DailyViewsQuery(VideoIdQuery):
+    days: int = Field(30, ge=1, le=366, description="how many UTC days, ending today")
+
+
+class DayCount(CamelModel):
+    date: Date
+    count: int = Field(ge=0)
+
+
+class DailyViews(RootModel[list[DayCount]]):
+    """Counted views per UTC day, oldest first; days without views are 0."""
+
+
+class ViewBody(CamelModel):
+    viewer_id: SafeText | None = Field(
+        None, min_length=1, max_length=200, description="a stable id of the viewer (e.g. a cookie); else IP and User-Agent"
+    )
+
+
+CommentType = Literal["text", "emoji"]
+MAX_COMMENT_CHARS = 5000
+
+
+class CommentBody(CamelModel):
+    type: CommentType
+    content: SafeText = Field(min_length=1, max_length=MAX_COMMENT_CHARS, description="text, or a single emoji")
+    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False, description="seconds into the video")
+
+    @field_validator("content")
+    @classmethod
+    def _fits_type(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("type")
+        if kind == "emoji" and not emoji.is_emoji(value):
+            raise ValueError("an emoji comment must be a single emoji")
+        if kind == "text" and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class Comment(CamelModel):
+    id: str
+    video_id: str
+    author_id: str
+    author_name: str
+    type: CommentType
+    content: str
+    timestamp: float | None
+    created_at: datetime
+
+
+class CommentPage(CamelModel):
+    comments: list[Comment]
+    next_cursor: str | None
+
+
+class CommentsQuery(VideoIdQuery):
+    limit: int = Field(50, ge=1, le=100)
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,19}$", description="`nextCursor` of the previous page")
+    type: CommentType | None = Field(None, description="only comments (text) or only reactions (emoji)")
+
+
+class CommentIdQuery(QueryModel):
+    comment_id: int = Field(ge=1, le=2**63 - 1, description="the comment's id")
 
 
 class TranscriptionDetail(CamelModel):

@@ -18,7 +18,10 @@ from service.db import create_pool
 from service.outbox import relay_once
 from workers.settings import create_worker
 
-TABLES = ["video_events", "outbox", "storage_cleanups", "comments", "videos", "api_keys", "users"]
+TABLES = [
+    "video_events", "outbox", "storage_cleanups", "video_viewers", "video_view_days", "video_stats", "comments",
+    "videos", "api_keys", "users", "secrets",
+]
 MEDIA = Path(__file__).parent / "fixtures" / "media"
 
 

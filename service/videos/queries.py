@@ -18,8 +18,8 @@ VIDEO_COLUMNS = """
     v.id, v.owner_id, v.name, v.created_at, v.updated_at, v.public, v.source,
     v.transcription_status, v.metadata, v.duration, v.media_key IS NOT NULL AS has_media,
     v.transcription_error,
-    (SELECT count(*) FROM comments c WHERE c.video_id = v.id AND c.type = 'text') AS total_comments,
-    (SELECT count(*) FROM comments c WHERE c.video_id = v.id AND c.type = 'emoji') AS total_reactions
+    coalesce((SELECT s.comment_count FROM video_stats s WHERE s.video_id = v.id), 0) AS total_comments,
+    coalesce((SELECT s.reaction_count FROM video_stats s WHERE s.video_id = v.id), 0) AS total_reactions
 """
 
 # Who may read: the owner, or anyone authenticated when the video is public.

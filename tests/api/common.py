@@ -25,6 +25,7 @@ class Route:
     takes_video_id: bool
     access: str  # "read": owner or anyone on a public video; "owner": owner only; "own": the caller's own data
     ok: int
+    anonymous: bool = False  # no token needed on a public video (a token that is sent must still be valid)
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -43,6 +44,11 @@ ROUTES = [
     Route("DELETE", "/api/video/delete", True, "owner", 200),
     Route("DELETE", "/api/desktop/video/delete", True, "owner", 200),
     Route("GET", "/api/video/analytics", True, "read", 200),
+    Route("GET", "/api/video/analytics/daily", True, "read", 200),
+    Route("POST", "/api/video/view", True, "read", 204, anonymous=True),
+    Route("POST", "/api/video/comment", True, "read", 201),
+    Route("GET", "/api/video/comments", True, "read", 200),
+    Route("DELETE", "/api/video/comment", False, "own", 204),
 ]
 VIDEO_ROUTES = [r for r in ROUTES if r.takes_video_id]
 OWNER_ROUTES = [r for r in ROUTES if r.access == "owner"]
@@ -73,6 +79,8 @@ async def call(
         kwargs["data"] = b"new media bytes"
     elif route.method == "POST" and route.path == "/api/video":
         kwargs["json"] = {"name": "created"}
+    elif route.method == "POST" and route.path == "/api/video/comment":
+        kwargs["json"] = {"type": "text", "content": "a comment"}
     return await client.request(route.method, url or route.path, **kwargs)
 
 
