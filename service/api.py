@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -43,7 +43,7 @@ class Operation:
     status: int = 200
     response_media_type: str = "application/json"
     errors: tuple[int, ...] = ()
-    auth: bool = True
+    auth: bool | Literal["optional"] = True  # "optional": anonymous callers too, a sent token must be valid
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -55,10 +55,8 @@ def _operation(op: Operation, refs: dict[type[BaseModel], dict[str, Any]]) -> di
     }
     if op.description:
         doc["description"] = op.description
-    if op.auth:
-        doc["security"] = [{"bearer": []}]
-    else:
-        doc["security"] = []
+    # An empty requirement object is how OpenAPI says "or no credentials at all".
+    doc["security"] = {True: [{"bearer": []}], "optional": [{}, {"bearer": []}], False: []}[op.auth]
     if op.query is not None:
         doc["parameters"] = _query_parameters(op.query)
     if op.body is not None:
@@ -78,7 +76,7 @@ def _responses(op: Operation, refs: dict[type[BaseModel], dict[str, Any]]) -> di
     elif op.response_media_type != "application/json":
         success["content"] = {op.response_media_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): success}
-    codes = set(op.errors) | ({401} if op.auth else set()) | {500}
+    codes = set(op.errors) | ({401} if op.auth is not False else set()) | {500}
     if op.query is not None or op.body is not None:
         codes.add(400)
     for code in sorted(codes):

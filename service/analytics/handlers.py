@@ -42,7 +42,7 @@ async def optional_user(request: web.Request) -> User | None:
     body=ViewBody,
     status=204,
     errors=(400, 401, 404),
-    auth=False,
+    auth="optional",
     tag="analytics",
     description=VIEW_DESCRIPTION,
 )
