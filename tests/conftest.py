@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from config import Settings
 from service.app import create_app
 from service.migrate import apply_migrations
+from tests.fakes.deepgram import FakeDeepgram
 from tests.helpers import TABLES, Api, make_user, reset_database
 
 
@@ -95,6 +96,15 @@ async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
 @pytest.fixture
 async def api(client: TestClient, settings: Settings) -> AsyncIterator[Api]:
     yield Api(client, settings)
+
+
+@pytest.fixture
+async def deepgram(aiohttp_server: Any) -> FakeDeepgram:
+    """A local server speaking Deepgram's API: fast, scriptable speech-to-text for pipeline tests."""
+    fake = FakeDeepgram(api_key="k")
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+    return fake
 
 
 @pytest.fixture

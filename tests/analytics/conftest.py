@@ -85,3 +85,13 @@ def stored(settings: Settings, video_id: str) -> dict[str, int]:
         "comments": row["comment_count"],
         "reactions": row["reaction_count"],
     }
+
+
+@pytest.fixture
+async def public(api, alice) -> str:
+    return (await api.create_video(alice, name="shared", public=True))["id"]
+
+
+@pytest.fixture
+async def private(api, alice) -> str:
+    return (await api.create_video(alice, name="mine", public=False))["id"]

@@ -16,16 +16,6 @@ THUMBS_UP = "\N{THUMBS UP SIGN}"
 COMMENT_KEYS = {"id", "videoId", "authorId", "authorName", "type", "content", "timestamp", "createdAt"}
 
 
-@pytest.fixture
-async def public(api, alice) -> str:
-    return (await api.create_video(alice, name="shared", public=True))["id"]
-
-
-@pytest.fixture
-async def private(api, alice) -> str:
-    return (await api.create_video(alice, name="mine", public=False))["id"]
-
-
 async def post(api, token: str | None, video_id: str, **body):
     headers = bearer(token) if token else {}
     return await api.client.post("/api/video/comment", params={"videoId": video_id}, json=body, headers=headers)

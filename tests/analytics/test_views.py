@@ -12,16 +12,6 @@ from tests.api.common import UNAUTHORIZED, UNKNOWN_ID, VIDEO_NOT_FOUND, expect_b
 from tests.helpers import bearer, query
 
 
-@pytest.fixture
-async def public(api, alice) -> str:
-    return (await api.create_video(alice, name="shared", public=True))["id"]
-
-
-@pytest.fixture
-async def private(api, alice) -> str:
-    return (await api.create_video(alice, name="mine", public=False))["id"]
-
-
 # ---- dedup -------------------------------------------------------------------------------------
 
 

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
 from config import Settings
 from tests.fakes.deepgram import FakeDeepgram
 from tests.helpers import MEDIA, Api
-
-
-@pytest.fixture
-async def deepgram(aiohttp_server: Any) -> FakeDeepgram:
-    fake = FakeDeepgram(api_key="k")
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
-    return fake
 
 
 def with_deepgram(settings: Settings, fake: FakeDeepgram, **more: Any) -> Settings:

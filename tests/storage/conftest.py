@@ -53,15 +53,6 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def deepgram(aiohttp_server: Any) -> FakeDeepgram:
-    """Speech-to-text from a local fake: these tests are about storage, not recognition."""
-    fake = FakeDeepgram(api_key="k")
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
-    return fake
-
-
-@pytest.fixture
 def settings_overrides(backend: str, s3_endpoint: str, bucket: str, deepgram: FakeDeepgram) -> dict[str, Any]:
     return {
         "storage_backend": backend,
