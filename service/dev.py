@@ -9,6 +9,7 @@ makes a local user and token on first run, then supervises `capvid web` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
-from service.admin import add_user, issue_token
+from service.admin import AdminError, add_user, issue_token
 from service.auth.queries import user_by_token_hash
 from service.auth.tokens import token_hash
 from service.db import create_pool
@@ -112,10 +113,8 @@ async def dev_token(settings: Settings, token_file: Path) -> str:
     finally:
         pool.close()
         await pool.wait_closed()
-    try:
+    with contextlib.suppress(AdminError):  # the user exists from an earlier run
         await add_user(settings, DEV_EMAIL, "Local developer", is_admin=True)
-    except Exception:
-        pass  # the user exists from an earlier run
     _, token = await issue_token(settings, DEV_EMAIL, "capvid dev")
     token_file.touch(mode=0o600)
     token_file.write_text(token + "\n")

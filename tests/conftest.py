@@ -17,7 +17,7 @@ from config import Settings
 from service.app import create_app
 from service.migrate import apply_migrations
 from tests.fakes.deepgram import FakeDeepgram
-from tests.helpers import TABLES, Api, make_user, reset_database
+from tests.helpers import Api, make_user, reset_database
 
 
 
@@ -116,6 +116,4 @@ async def alice(settings: Settings) -> str:
 async def bob(settings: Settings) -> str:
     return await make_user(settings, "bob@example.com")
 
-
-__all__ = ["TABLES"]
 

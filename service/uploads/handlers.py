@@ -14,7 +14,7 @@ from service.keys import PG_POOL, SETTINGS, STORAGES
 from service.models import Video, VideoIdQuery
 from service.storage import TooLarge, media_key
 from service.transcription.queries import start_transcription_run
-from service.videos.queries import lock_owned_video, readable_video
+from service.videos.queries import lock_owned_video, owns_video, readable_video
 from service.videos.view import video_from_row
 
 api = Api()
@@ -38,9 +38,8 @@ async def upload_media(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, VideoIdQuery)
     app = request.app
     pool, storage, limit = app[PG_POOL], app[STORAGES].default, app[SETTINGS].max_upload_bytes
-    async with transaction(pool) as tx:
-        if await lock_owned_video(tx, query.video_id, user.id) is None:
-            raise video_not_found()
+    if not await owns_video(pool, query.video_id, user.id):
+        raise video_not_found()
     if request.content_length is not None and request.content_length > limit:
         raise too_large(f"The upload is larger than {limit} bytes")
     key = media_key(user.id, query.video_id)

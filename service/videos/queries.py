@@ -86,6 +86,11 @@ async def list_owner_videos(
         )
 
 
+async def owns_video(pool: aiopg.Pool, video_id: str, owner_id: int) -> bool:
+    async with connection(pool) as tx:
+        return await tx.fetchone("SELECT 1 FROM videos WHERE id = %s AND owner_id = %s", (video_id, owner_id)) is not None
+
+
 async def lock_owned_video(tx: Tx, video_id: str, owner_id: int) -> Row | None:
     """The owner's video, locked for this transaction (None: absent or not the caller's)."""
     return await tx.fetchone(

@@ -97,7 +97,7 @@ async def boom(*args, **kwargs):
         (service.transcription.handlers, "readable_transcription_status", "GET", "/api/video/transcribe/status"),
         (service.analytics.handlers, "readable_view_count", "GET", "/api/video/analytics"),
         (service.deletion.handlers, "delete_video", "DELETE", "/api/video/delete"),
-        (service.uploads.handlers, "lock_owned_video", "PUT", "/api/video/upload"),
+        (service.uploads.handlers, "owns_video", "PUT", "/api/video/upload"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
