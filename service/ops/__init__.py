@@ -1,0 +1,1 @@
+"""Ops: the queue API and dashboard (service side) and worker heartbeats."""
