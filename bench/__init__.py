@@ -1,0 +1,1 @@
+"""capvid's benchmarks: `python -m bench` runs them all and prints one table (see bench/README.md)."""

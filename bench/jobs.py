@@ -1,0 +1,263 @@
+"""Worker overhead benchmark: jobs per second through our whole transition path with a no-op engine,
+against bare arq running a no-op function, same Redis, same worker settings, in one run.
+
+    python bench/jobs.py [--jobs N] [--quick]
+
+Ours: N transcription requests committed the way an upload commits them (the video's media recorded,
+PROCESSING, the outbox row and the event, one transaction each), then one `capvid worker` (with a
+no-op engine injected, bench/noop_worker.py) relays them from the outbox to arq and runs each: claim,
+heartbeat, the no-op engine, the transcript written, COMPLETE with its event (and AI SKIPPED: an
+empty transcript), the job history row. Bare: N jobs of `async def noop(ctx): return None` enqueued
+in arq, then one bare arq worker (bench/bare_arq.py) with our max_jobs, poll_delay and keep_result.
+
+Both sides have their work queued before the worker starts, and the rate is N over the time from
+the first job's start to the last job's end (arq's own result records). Target: ours >= 0.5 of bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg2  # noqa: E402
+from arq.connections import ArqRedis  # noqa: E402
+from arq.jobs import Job  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    ROOT, SPOKEN, BenchError, Figure, add_common_arguments, bench_queue, capvid_env, machine, print_table,
+    server_versions, spawn, start_servers, stop_process, tail, temp_folder, write_figures,
+)
+from config import Settings, load_settings  # noqa: E402
+from service.admin import add_user  # noqa: E402
+from service.db import create_pool, transaction  # noqa: E402
+from service.dev import free_port  # noqa: E402
+from service.migrate import apply_migrations  # noqa: E402
+from service.storage import Storages, media_key  # noqa: E402
+from service.transcription.queries import start_transcription_run  # noqa: E402
+from service.videos.queries import insert_video, lock_owned_video  # noqa: E402
+from workers.settings import worker_settings  # noqa: E402
+
+NAME = "worker overhead"
+TARGET = 0.5
+# The heartbeat runs every LEASE_SECONDS / 3: a 3 ms lease and a 1.5 ms engine make one fall due in
+# every job (the lease itself matters to nobody here: no second delivery, no recovery sweep).
+HEARTBEAT_LEASE_SECONDS = 0.003
+HEARTBEAT_ENGINE_SECONDS = 0.0015
+
+
+@dataclass
+class Drain:
+    jobs: int
+    seconds: float  # first job's start to last job's end
+    heartbeats: float = math.nan  # per job (ours), from Postgres' count of updated rows
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+
+async def prepare_videos(settings: Settings, owner_id: int, count: int) -> list[str]:
+    """`count` videos with media in storage, not yet requested (that is what `request_all` times)."""
+    body = SPOKEN.read_bytes()
+    storages = Storages(settings)
+    pool = await create_pool(settings, minsize=0, maxsize=2)
+    try:
+        async with transaction(pool) as tx:
+            ids = [await insert_video(tx, owner_id, f"bench {n}", False, {}, storages.default.backend)
+                   for n in range(count)]
+        for video_id in ids:
+            await storages.default.put_bytes(media_key(owner_id, video_id), body, "video/mp4")
+    finally:
+        await storages.aclose()
+        pool.close()
+        await pool.wait_closed()
+    return ids
+
+
+async def request_all(settings: Settings, owner_id: int, video_ids: list[str]) -> list[str]:
+    """What the upload handler commits for each video; returns the arq job ids the relay will use."""
+    pool = await create_pool(settings, minsize=0, maxsize=2)
+    try:
+        for video_id in video_ids:
+            async with transaction(pool) as tx:
+                video = await lock_owned_video(tx, video_id, owner_id)
+                assert video is not None
+                await tx.execute("UPDATE videos SET media_key = %s, updated_at = now() WHERE id = %s",
+                                 (media_key(owner_id, video_id), video_id))
+                await start_transcription_run(tx, video)
+        async with transaction(pool) as tx:
+            rows = await tx.fetchall("SELECT id FROM outbox WHERE video_id = ANY(%s) AND sent_at IS NULL",
+                                     (video_ids,))
+    finally:
+        pool.close()
+        await pool.wait_closed()
+    if len(rows) != len(video_ids):
+        raise BenchError(f"{len(rows)} outbox rows for {len(video_ids)} requests (another relay running?)")
+    return [f"capvid:{row['id']}" for row in rows]
+
+
+async def wait_results(redis: ArqRedis, job_ids: list[str], queue: str, child: "subprocess.Popen[bytes]", log: Path,
+                       timeout: float) -> Drain:
+    """Until arq holds a result for every job; the span from the first start to the last finish."""
+    keys = [f"arq:result:{job_id}" for job_id in job_ids]
+    deadline = time.monotonic() + timeout
+    while (done := sum([await redis.exists(*keys[i:i + 1000]) for i in range(0, len(keys), 1000)])) < len(keys):
+        if time.monotonic() > deadline or child.poll() is not None:
+            raise BenchError(f"{done} of {len(keys)} jobs finished in {timeout:.0f} s:\n{tail(log)}")
+        await asyncio.sleep(0.2)
+    results = [await Job(job_id, redis, _queue_name=queue).result_info() for job_id in job_ids]
+    failed = [r for r in results if r is None or not r.success]
+    if failed:
+        raise BenchError(f"{len(failed)} jobs failed, e.g. {failed[0]}")
+    starts = [r.start_time for r in results if r]
+    ends = [r.finish_time for r in results if r]
+    return Drain(len(job_ids), (max(ends) - min(starts)).total_seconds())
+
+
+async def run_ours(stack: ExitStack, settings: Settings, tmp: Path, jobs: int, heartbeat: bool,
+                   max_jobs: int) -> Drain:
+    label = "heartbeat" if heartbeat else "plain"
+    lease = HEARTBEAT_LEASE_SECONDS if heartbeat else settings.lease_seconds
+    ours = settings.model_copy(update={"arq_queue_name": bench_queue(), "lease_seconds": lease})
+    owner_id = await add_user(ours, f"bench-{uuid.uuid4().hex[:12]}@localhost", "Benchmark", is_admin=False)
+    video_ids = await prepare_videos(ours, owner_id, jobs)
+    job_ids = await request_all(ours, owner_id, video_ids)
+    log = tmp / f"ours-{label}.log"
+    engine_seconds = HEARTBEAT_ENGINE_SECONDS if heartbeat else 0.0
+    env = capvid_env(ours, LEASE_SECONDS=str(lease), WORKER_METRICS_PORT=str(free_port()))
+    updates_before = video_updates(ours.database_url)
+    child = spawn(stack, [sys.executable, str(ROOT / "bench" / "noop_worker.py"), "--engine-seconds",
+                          str(engine_seconds), "--max-jobs", str(max_jobs)], env, log)
+    redis = ArqRedis.from_url(ours.redis_url)
+    try:
+        drain = await wait_results(redis, job_ids, ours.arq_queue_name, child, log, timeout=60 + jobs / 10)
+    finally:
+        await redis.aclose()
+    stop_process(child)
+    await check_transitions(ours, video_ids)
+    # claim, COMPLETE and AI SKIPPED are one UPDATE of the video each; the rest are heartbeats.
+    drain.heartbeats = (video_updates(ours.database_url) - updates_before) / jobs - 3
+    return drain
+
+
+def video_updates(database_url: str) -> int:
+    """Rows of `videos` updated so far (a backend reports its counts at the latest when it exits)."""
+    time.sleep(1.0)  # the backends of connections just closed finish exiting
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'videos'")
+        row = cur.fetchone()
+    conn.close()
+    return int(row[0]) if row else 0
+
+
+async def check_transitions(settings: Settings, video_ids: list[str]) -> None:
+    """Every video COMPLETE, with exactly one COMPLETE event: the path really ran, once each."""
+    pool = await create_pool(settings, minsize=0, maxsize=1)
+    try:
+        async with transaction(pool) as tx:
+            row = await tx.fetchone(
+                """
+                SELECT count(*) FILTER (WHERE v.transcription_status = 'COMPLETE') AS complete,
+                       (SELECT count(*) FROM video_events e WHERE e.video_id = ANY(%(ids)s)
+                          AND e.kind = 'transcription' AND e.status = 'COMPLETE') AS events,
+                       (SELECT count(DISTINCT e.video_id) FROM video_events e WHERE e.video_id = ANY(%(ids)s)
+                          AND e.kind = 'transcription' AND e.status = 'COMPLETE') AS videos
+                FROM videos v WHERE v.id = ANY(%(ids)s)
+                """,
+                {"ids": video_ids},
+            )
+    finally:
+        pool.close()
+        await pool.wait_closed()
+    assert row is not None
+    if not row["complete"] == row["events"] == row["videos"] == len(video_ids):
+        raise BenchError(f"of {len(video_ids)} videos {row['complete']} COMPLETE, {row['events']} COMPLETE events "
+                         f"on {row['videos']} videos")
+
+
+async def run_bare(stack: ExitStack, settings: Settings, tmp: Path, jobs: int, max_jobs: int) -> Drain:
+    queue = bench_queue()
+    tunables = worker_settings(settings)
+    redis = ArqRedis.from_url(settings.redis_url)
+    try:
+        prefix = uuid.uuid4().hex[:8]
+        job_ids = [f"bare:{prefix}:{n}" for n in range(jobs)]
+        for job_id in job_ids:
+            await redis.enqueue_job("noop", _job_id=job_id, _queue_name=queue)
+        log = tmp / "bare.log"
+        child = spawn(stack, [sys.executable, str(ROOT / "bench" / "bare_arq.py"), "--redis-url", settings.redis_url,
+                              "--queue", queue, "--max-jobs", str(max_jobs),
+                              "--poll-delay", str(tunables["poll_delay"]),
+                              "--keep-result", str(tunables["keep_result"])], capvid_env(settings), log)
+        return await wait_results(redis, job_ids, queue, child, log, timeout=60 + jobs / 10)
+    finally:
+        await redis.aclose()
+
+
+async def measure(settings: Settings, tmp: Path, args: argparse.Namespace) -> dict[str, Drain]:
+    drains: dict[str, Drain] = {}
+    # One worker at a time: each side has the machine to itself.
+    for label, run in (("bare", lambda s: run_bare(s, settings, tmp, args.jobs, args.max_jobs)),
+                       ("heartbeat", lambda s: run_ours(s, settings, tmp, args.jobs, True, args.max_jobs)),
+                       ("plain", lambda s: run_ours(s, settings, tmp, args.jobs, False, args.max_jobs))):
+        with ExitStack() as stack:
+            drains[label] = await run(stack)
+        beats = "" if math.isnan(drains[label].heartbeats) else f", {drains[label].heartbeats:.2f} heartbeats a job"
+        print(f"  {label:>9}: {args.jobs} jobs in {drains[label].seconds:.2f} s, {drains[label].rate:,.0f} jobs/s"
+              f"{beats}", flush=True)
+    return drains
+
+
+def figures(drains: dict[str, Drain], max_jobs: int) -> list[Figure]:
+    bare = drains["bare"].rate
+    return [
+        Figure.compare(NAME, f"jobs/s: claim, heartbeat, no-op engine, COMPLETE + event (max_jobs {max_jobs}, "
+                       f"{drains['heartbeat'].heartbeats:.2f} heartbeats a job)",
+                       drains["heartbeat"].rate, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}",
+                       drains["heartbeat"].rate / bare >= TARGET),
+        Figure.compare(NAME, "jobs/s: the same, the engine returning at once (no heartbeat due)",
+                       drains["plain"].rate, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}",
+                       drains["plain"].rate / bare >= TARGET),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--jobs", type=int, help="jobs per side (default 1000; --quick 300)")
+    parser.add_argument("--max-jobs", type=int, help="arq's max_jobs of both sides (default: the production one, 4)")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    args.jobs = args.jobs or (300 if args.quick else 1000)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    try:
+        with ExitStack() as stack:
+            tmp = temp_folder(stack, "jobs", args.keep)
+            database_url, redis_url = start_servers(stack, tmp)
+            settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage")
+            apply_migrations(settings.database_url)
+            args.max_jobs = args.max_jobs or worker_settings(settings)["max_jobs"]
+            print(f"{args.jobs} jobs per side, one worker each, max_jobs {args.max_jobs}", flush=True)
+            found = figures(asyncio.run(measure(settings, tmp, args)), args.max_jobs)
+            print(f"\nmachine: {machine()}; {server_versions(database_url, redis_url)}")
+            print_table(found)
+            write_figures(args.json, found)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
