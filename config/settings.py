@@ -60,6 +60,21 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(1.0, gt=0)
     arq_queue_name: str = "arq:queue"
 
+    # Events: the event stream's heartbeat comment, and how many tokens and videos each web process
+    # keeps in memory for the status route (kept exact by NOTIFY; 0 turns the cache off).
+    event_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, description="how often an event stream sends its `: heartbeat` comment"
+    )
+    status_cache_size: int = Field(
+        100_000, ge=0, description="tokens and videos (each) kept in memory per web process; 0: read the database"
+    )
+    status_cache_fence: bool = Field(
+        True,
+        description="a cached answer first waits for one round trip on the listening connection (shared by all "
+        "requests waiting), so a change committed before the request is always seen; off: a change is seen as "
+        "soon as its notification arrives (microseconds, a few ms on a loaded machine), and polls never wait",
+    )
+
     # Transcription
     transcription_engine: Literal["whisper", "deepgram", "assemblyai"] = "whisper"
     transcription_max_attempts: int = Field(3, ge=1, le=50)
@@ -70,6 +85,16 @@ class Settings(BaseSettings):
         600.0, gt=0, description="a PROCESSING video no job has claimed for this long is enqueued again"
     )
     recovery_interval_seconds: int = Field(15, ge=1, le=60)
+    # SIGTERM: stop taking jobs, let running ones finish this long, then hand back what is left.
+    # Keep it under the supervisor's stop timeout (docker: 10 s) or the worker is SIGKILLed mid-job.
+    worker_grace_seconds: float = Field(
+        8.0, ge=0, le=3600, description="on SIGTERM, how long running jobs may finish before being handed back"
+    )
+    # Ops: how often each worker reports it is alive, and how long job history is kept.
+    worker_health_seconds: int = Field(
+        10, ge=1, le=3600, description="each worker's heartbeat interval; `capvid worker --check` allows this long"
+    )
+    job_history_days: float = Field(7.0, gt=0, description="job_runs rows older than this are purged by recovery")
     whisper_model: str = Field("base", description="model size, or a local CTranslate2 model folder")
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
@@ -93,6 +118,29 @@ class Settings(BaseSettings):
     ai_chunk_words: int = Field(3000, ge=100, description="map-reduce chunk size for long transcripts")
     ai_http_timeout_seconds: float = Field(120.0, gt=0)
 
+    # Observability and limits
+    log_format: Literal["json", "text"] = Field("json", description="one JSON object a line, or readable text")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: SecretStr | None = Field(
+        None, description="when set, /metrics (web and worker) wants `Authorization: Bearer <it>`; open when unset"
+    )
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="each worker's /metrics port (0: none); one port per worker on a host"
+    )
+    rate_limit_per_minute: int = Field(0, ge=0, description="requests a minute per token (or anonymous IP); 0: off")
+
+    # Webhooks: signed deliveries retried with exponential backoff for a day.
+    webhook_allow_private_urls: bool = Field(
+        False, description="allow webhook URLs that reach loopback, private, link-local or reserved addresses"
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=300, description="one delivery's HTTP call")
+    webhook_retry_base_seconds: float = Field(10.0, gt=0, description="first retry delay; doubles each attempt")
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0, description="longest delay between two attempts")
+    webhook_retry_window_seconds: float = Field(
+        86400.0, gt=0, description="a delivery is retried this long after its first attempt, then failed"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
@@ -106,6 +154,17 @@ class Settings(BaseSettings):
         if urlparse(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _no_empty_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # METRICS_TOKEN= (empty) in an env file means "not set", not "the empty token".
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("view_salt")
     @classmethod

@@ -19,19 +19,25 @@ from service.comments import handlers as comments
 from service.db import create_pool
 from service.deletion import handlers as deletion
 from service.errors import error_middleware
+from service.events import stream as events
+from service.events.hub import end_event_streams, events_ctx
 from service.keys import PG_POOL, REDIS, SETTINGS, STORAGES
+from service.observability import web as observability
 from service.openapi import docs_api
+from service.ops import handlers as ops
 from service.outbox import run_relay
 from service.storage import Storages
 from service.tasks import stop_task
 from service.transcription import handlers as transcription
 from service.uploads import handlers as uploads
 from service.videos import handlers as videos
+from service.webhooks import handlers as webhooks
 
 # Room for long tokens and ids, so they get a JSON 401/400 instead of aiohttp's plain-text 400.
 MAX_LINE_AND_FIELD = 64 * 1024
 FEATURE_APIS: list[Api] = [
-    videos.api, uploads.api, transcription.api, ai.api, deletion.api, analytics.api, comments.api, health.api
+    videos.api, uploads.api, transcription.api, ai.api, deletion.api, analytics.api, comments.api, health.api,
+    observability.api, webhooks.api, ops.api, events.api,
 ]
 
 
@@ -44,16 +50,19 @@ def package_version() -> str:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware],
+        # Outermost first: request id, access log and metrics see every answer, rate limit before any work.
+        middlewares=[*observability.middlewares(settings), error_middleware],
         client_max_size=1024 * 1024,
         handler_args={"max_line_size": MAX_LINE_AND_FIELD, "max_field_size": MAX_LINE_AND_FIELD},
     )
     app[SETTINGS] = settings
     app[VIEWS] = ViewState(settings)
+    observability.install(app, settings)
     operations = [op for api in FEATURE_APIS for op in api.operations]
     for api in [*FEATURE_APIS, docs_api(operations, package_version())]:
         api.add_to(app)
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, storage_ctx, relay_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, storage_ctx, relay_ctx, events_ctx])
+    app.on_shutdown.append(end_event_streams)
     return app
 
 

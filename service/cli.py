@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from config import Settings, load_settings
 from service.admin import AdminError, add_user, issue_token, withdraw_token
+from service.cli_video import add_video_commands, run_video
+from service.observability.logs import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("web", help="run the HTTP API")
     worker = commands.add_parser("worker", help="run the arq worker")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument(
+        "--check", action="store_true", help="exit 0 if a worker reported within WORKER_HEALTH_SECONDS, else 1"
+    )
     dev = commands.add_parser("dev", help="run everything locally, embedding Postgres and Redis where unset")
     dev.add_argument("--data-dir", default=".capvid", help="where embedded data lives (default .capvid)")
 
@@ -34,17 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     token_create.add_argument("--label", default="")
     token_revoke = token.add_parser("revoke", help="revoke a token by its id")
     token_revoke.add_argument("token_id", type=int)
+    add_video_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "video":  # a client of a running server: needs none of its settings
+        return run_video(args)
     if args.command == "dev":
+        # A developer's console: readable lines, from dev and from the web and worker it starts
+        # (they inherit the environment) unless LOG_FORMAT says otherwise.
+        os.environ.setdefault("LOG_FORMAT", "text")
+        setup_logging("text")
         from service.dev import run_dev
 
         return run_dev(args.data_dir)
     settings = load_settings()
+    setup_logging(settings.log_format, settings.log_level)
     try:
         return _run(args, settings)
     except AdminError as exc:
@@ -62,7 +75,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         from service.app import create_app
 
-        web.run_app(create_app(settings), host=settings.host, port=settings.port)
+        # Our middleware writes the access log (with the route and request id); the "Running on"
+        # banner goes to the log too, so a JSON log stays JSON.
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+                    print=logging.getLogger("capvid.web").info)
+    elif args.command == "worker" and args.check:
+        from service.ops.heartbeats import run_check
+
+        return run_check(settings)
     elif args.command == "worker":
         from workers.settings import run_worker
 

@@ -46,6 +46,13 @@ def too_large(message: str) -> ApiError:
     return ApiError(413, {"error": "Payload too large", "message": message})
 
 
+def too_many_requests(limit: int, retry_after: int, headers: dict[str, str]) -> ApiError:
+    message = f"More than {limit} requests a minute; retry in {retry_after} s"
+    return ApiError(
+        429, {"error": "Too many requests", "message": message}, headers={**headers, "Retry-After": str(retry_after)}
+    )
+
+
 def unavailable(message: str) -> ApiError:
     return ApiError(503, {"error": "Service unavailable", "message": message})
 
@@ -72,8 +79,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         body = _HTTP_BODIES.get(exc.status, {"error": exc.reason})
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         raise ApiError(exc.status, body, headers=headers) from None
-    except CONNECTION_ERRORS:
-        log.exception("database or queue unreachable: %s %s", request.method, request.path)
+    except CONNECTION_ERRORS as exc:
+        # An outage fails every request the same way: one line each, not a traceback each.
+        log.warning("database or queue unreachable: %s %s: %s", request.method, request.path, exc)
         raise unavailable("A backing service is unreachable; try again shortly") from None
     except Exception:
         log.exception("unhandled error: %s %s", request.method, request.path)

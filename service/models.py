@@ -63,6 +63,16 @@ class VideoIdQuery(QueryModel):
     video_id: VideoId
 
 
+class StatusQuery(VideoIdQuery):
+    wait: float | None = Field(
+        None,
+        gt=0,
+        le=30,
+        description="long-poll: with an If-None-Match of the current ETag, hold the request until the status "
+        "changes or this many seconds pass (then 304)",
+    )
+
+
 class TranscribeQuery(VideoIdQuery):
     force: bool = Field(False, description="re-transcribe a COMPLETE video")
 
@@ -222,7 +232,7 @@ class CommentPage(CamelModel):
 
 class CommentsQuery(VideoIdQuery):
     limit: int = Field(50, ge=1, le=100)
-    cursor: str | None = Field(None, pattern=r"^[0-9]{1,19}$", description="`nextCursor` of the previous page")
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,18}$", description="`nextCursor` of the previous page")
     type: CommentType | None = Field(None, description="only comments (text) or only reactions (emoji)")
 
 
@@ -264,6 +274,9 @@ class Video(CamelModel):
     duration: float | None = None
     has_media: bool = False
     transcription_error: str | None = Field(None, description="the last transcription error, when one happened")
+    transcription_progress: float | None = Field(
+        None, ge=0, le=1, description="fraction of the media transcribed so far, while PROCESSING"
+    )
 
 
 class VideoPage(CamelModel):

@@ -20,11 +20,12 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from service.db import CONNECTION_ERRORS, Json, Tx, transaction
+from service.observability.context import with_request_id
 from service.tasks import stop_task
 
 log = logging.getLogger("capvid.outbox")
 
-JobFunction = Literal["transcribe", "generate_ai", "cleanup_storage"]
+JobFunction = Literal["transcribe", "generate_ai", "cleanup_storage", "deliver_webhook"]
 NOTIFY_CHANNEL = "capvid_outbox"
 # Redis or Postgres away: logged briefly and retried on the next sweep.
 RELAY_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
@@ -45,7 +46,8 @@ async def request_job(
         VALUES (%s, %s, %s, CASE WHEN %s > 0 THEN now() + %s * interval '1 second' END)
         RETURNING id
         """,
-        (function, video_id, Json(args), defer_seconds, defer_seconds),
+        # The request (or job) asking for this one is carried along, to follow it in the logs.
+        (function, video_id, Json(with_request_id(args)), defer_seconds, defer_seconds),
     )
     await tx.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
     return int(row_id)

@@ -76,6 +76,7 @@ def settings(
         "lease_seconds": 5.0,
         "db_pool_min": 0,
         "db_pool_max": 5,
+        "worker_metrics_port": 0,  # burst workers serve no metrics unless a test asks (no fixed port in tests)
     }
     values.update(settings_overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -16,11 +16,12 @@ from config import Settings
 from service.admin import add_user, issue_token
 from service.db import create_pool
 from service.outbox import relay_once
-from workers.settings import create_worker
+from workers.recovery import recover_stuck
+from workers.settings import create_worker, shutdown, startup
 
 TABLES = [
     "video_events", "outbox", "storage_cleanups", "video_viewers", "video_view_days", "video_stats", "comments",
-    "videos", "api_keys", "users", "secrets",
+    "videos", "api_keys", "users", "secrets", "webhook_deliveries", "webhooks", "job_runs",
 ]
 MEDIA = Path(__file__).parent / "fixtures" / "media"
 
@@ -119,4 +120,37 @@ async def queued(settings: Settings) -> int:
     try:
         return int(await redis.zcard(settings.arq_queue_name))
     finally:
+        await redis.aclose()
+
+
+def record_figure(request: Any, text: str) -> None:
+    """A measured figure of a test (chaos, fuzz): kept on its report and printed in the summary
+    by `print_figures` (a `pytest_terminal_summary` hook of the suites that measure)."""
+    request.node.user_properties.append(("figure", text))
+
+
+def print_figures(terminalreporter: Any, folder: str, title: str) -> None:
+    lines = [
+        f"{report.nodeid.split('::')[-1]}: {value}"
+        for status in ("passed", "failed")
+        for report in terminalreporter.getreports(status)
+        if report.when == "call" and report.nodeid.startswith(folder)
+        for name, value in report.user_properties
+        if name == "figure"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+async def run_recovery(settings: Settings) -> dict[str, int]:
+    """One run of the recovery cron, in a worker context like arq's."""
+    redis = ArqRedis.from_url(settings.redis_url)
+    ctx: dict[str, Any] = {"settings": settings, "redis": redis}
+    await startup(ctx)
+    try:
+        return await recover_stuck(ctx)
+    finally:
+        await shutdown(ctx)
         await redis.aclose()

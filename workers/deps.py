@@ -22,6 +22,8 @@ class Deps:
     storages: Storages
     engine: Engine
     ai_engine: AIEngine
+    # Set by the worker on SIGTERM/SIGINT: work cancelled from now on is handed back, not failed.
+    stopping: bool = False
 
     def storage_for(self, backend: str) -> Storage:
         return self.storages.get(backend)

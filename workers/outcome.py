@@ -14,6 +14,8 @@ from arq import Retry
 Outcome = Literal["complete", "error", "skipped", "retry", "cancelled", "failed"]
 
 _SKIPPED_PREFIXES = ("not claimable", "lease lost", "superseded", "already finished")
+# A job that scheduled its own next attempt (a new outbox row) instead of raising Retry.
+_RETRY_PREFIXES = ("retry",)
 
 
 def outcome_of_result(result: object) -> Outcome:
@@ -23,6 +25,8 @@ def outcome_of_result(result: object) -> Outcome:
         return "error"
     if text.startswith(_SKIPPED_PREFIXES):
         return "skipped"
+    if text.startswith(_RETRY_PREFIXES):
+        return "retry"
     return "complete"
 
 

@@ -14,6 +14,7 @@ from arq.worker import Function, Worker, func
 
 from config import Settings, load_settings
 from service.db import create_pool
+from service.ops.heartbeats import HeartbeatReporter
 from service.outbox import run_relay
 from service.storage import Storages
 from service.tasks import stop_task
@@ -21,12 +22,14 @@ from workers.ai.engines import build_ai_engine
 from workers.ai.job import generate_ai
 from workers.cleanup.job import cleanup_storage
 from workers.deps import Deps
+from workers.history import recorded
+from workers.metrics import measured, start_metrics_server, stop_metrics_server
 from workers.recovery import recover_stuck
 from workers.transcription.engines import build_engine
 from workers.transcription.job import transcribe
+from workers.webhooks.job import deliver_webhook
 
 log = logging.getLogger("capvid.worker")
-HEALTH_CHECK_SECONDS = 10
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -47,9 +50,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["relay"] = asyncio.create_task(
         run_relay(pool, settings.database_url, ctx["redis"], settings.arq_queue_name, settings.outbox_poll_seconds)
     )
+    ctx["metrics_server"] = await start_metrics_server(settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await stop_metrics_server(ctx.get("metrics_server"))
     relay = ctx.get("relay")
     if relay is not None:
         await stop_task(relay)
@@ -65,11 +70,15 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def functions(settings: Settings) -> list[Function]:
     # arq's own try limit only backs up ours (kept in Postgres): crashes also count as tries there.
+    # measured outermost: the job's log context (job, video and request ids) covers its history writes too.
     return [
-        func(transcribe, name="transcribe", timeout=settings.transcription_timeout_seconds,
+        func(measured(recorded(transcribe)), name="transcribe", timeout=settings.transcription_timeout_seconds,
              max_tries=settings.transcription_max_attempts + 3),
-        func(generate_ai, name="generate_ai", timeout=900, max_tries=settings.ai_max_attempts + 3),
-        func(cleanup_storage, name="cleanup_storage", timeout=3600, max_tries=1000),
+        func(measured(recorded(generate_ai)), name="generate_ai", timeout=900, max_tries=settings.ai_max_attempts + 3),
+        func(measured(recorded(cleanup_storage)), name="cleanup_storage", timeout=3600, max_tries=1000),
+        # Each webhook retry is a job of its own (a new outbox row): max_tries only covers crashes.
+        func(measured(recorded(deliver_webhook)), name="deliver_webhook",
+             timeout=int(settings.webhook_timeout_seconds) + 30, max_tries=5),
     ]
 
 
@@ -86,11 +95,15 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.arq_queue_name,
-        "health_check_interval": HEALTH_CHECK_SECONDS,
+        # Ops read liveness from it (and from each worker's own heartbeat, see CapvidWorker).
+        "health_check_interval": settings.worker_health_seconds,
         # The relay enqueues within milliseconds of a commit; polling often keeps pickup latency small.
         "poll_delay": 0.1,
         "keep_result": 3600,
         "max_jobs": 4,
+        # SIGTERM/SIGINT: take no new job, let running ones finish this long, then cancel them
+        # (a cancelled job hands its claim back and arq re-queues it). 0: cancel at once.
+        "job_completion_wait": settings.worker_grace_seconds,
         "ctx": {"settings": settings},
     }
 
@@ -101,6 +114,60 @@ def build_worker_settings(settings: Settings) -> type[WorkerSettingsBase]:
 
 
 class CapvidWorker(Worker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeat = HeartbeatReporter(self.queue_name, self.health_check_interval)
+        self._slot_freed = asyncio.Event()
+
+    async def record_health(self) -> None:
+        # Called from every poll iteration: a worker whose loop is stuck stops reporting.
+        await super().record_health()
+        await self.heartbeat.maybe_report(
+            self.pool,
+            {
+                "jobsRunning": sum(not t.done() for t in self.tasks.values()),
+                "jobsComplete": self.jobs_complete,
+                "jobsFailed": self.jobs_failed,
+                "jobsRetried": self.jobs_retried,
+            },
+        )
+
+    async def _poll_iteration(self) -> None:
+        # arq 0.28 starts at most max_jobs jobs per poll, then sleeps poll_delay even if a slot frees
+        # a millisecond later: jobs shorter than poll_delay ran at max_jobs / poll_delay a second. While
+        # every slot is busy, wait for one to free (up to poll_delay) and poll again at once.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.poll_delay_s
+        while True:
+            self._slot_freed.clear()
+            await super()._poll_iteration()
+            remaining = deadline - loop.time()
+            if self.job_counter < self.max_jobs or not self.allow_pick_jobs or remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._slot_freed.wait()
+            except TimeoutError:
+                return
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        self._mark_stopping()
+        super().handle_sig(signum)
+
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        self._mark_stopping()
+        super().handle_sig_wait_for_completion(signum)
+
+    def _mark_stopping(self) -> None:
+        # Jobs cancelled from now on were stopped by us, not by their own timeout: see Deps.stopping.
+        d = self.ctx.get("deps")
+        if isinstance(d, Deps):
+            d.stopping = True
+
     async def close(self) -> None:
         # arq 0.28 closes its pool with redis' deprecated close(); same steps, with aclose().
         if not self._handle_signals:
@@ -109,6 +176,7 @@ class CapvidWorker(Worker):
             return
         await asyncio.gather(*self.tasks.values())
         await self.pool.delete(self.health_check_key)
+        await self.heartbeat.withdraw(self.pool)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)

@@ -14,7 +14,8 @@ async def start_ai_run(tx: Tx, video_id: str, owner_id: int, skip_reason: str | 
     status = "SKIPPED" if skip_reason else "QUEUED"
     run = await tx.fetchval(
         f"""
-        UPDATE videos SET {SET_AI_STATUS}, ai_run = ai_run + 1, ai_attempt = 0, ai_lease_until = NULL,
+        UPDATE videos SET {SET_AI_STATUS}, ai_run = ai_run + 1, ai_attempt = 0, ai_handbacks = 0,
+                          ai_lease_until = NULL,
                           ai_heartbeat_at = now(), ai_error = NULL, ai_note = %(note)s, updated_at = now()
         WHERE id = %(video_id)s
         RETURNING ai_run

@@ -17,7 +17,7 @@ async def delete_video(tx: Tx, video_id: str, owner_id: int) -> bool:
         return False
     # Comments, reactions, viewers, daily view rollups and counters go by ON DELETE CASCADE;
     # job requests and history go here.
-    await tx.execute("DELETE FROM outbox WHERE video_id = %s AND function <> 'cleanup_storage'", (video_id,))
+    await tx.execute("DELETE FROM outbox WHERE video_id = %s AND function NOT IN ('cleanup_storage', 'deliver_webhook')", (video_id,))
     await tx.execute("DELETE FROM video_events WHERE video_id = %s", (video_id,))
     cleanup_id = await tx.fetchval(
         "INSERT INTO storage_cleanups (video_id, backend, prefix) VALUES (%s, %s, %s) RETURNING id",

@@ -9,10 +9,11 @@ from service.auth.caller import require_user
 from service.db import connection, transaction
 from service.errors import conflict, not_found, video_not_found
 from service.keys import PG_POOL, SETTINGS, STORAGES
-from service.models import TranscribeQuery, TranscriptionDetail, TranscriptionStatusOut, VideoIdQuery
+from service.models import StatusQuery, TranscribeQuery, TranscriptionDetail, TranscriptionStatusOut, VideoIdQuery
+from service.statuscache.status import status_response
 from service.storage import transcript_key
 from service.transcription.queries import request_transcription, transcript_location
-from service.videos.queries import lock_owned_video, readable_transcription_status
+from service.videos.queries import lock_owned_video
 
 api = Api()
 
@@ -20,19 +21,19 @@ api = Api()
 @api.route(
     "GET",
     "/api/video/transcribe/status",
-    query=VideoIdQuery,
+    query=StatusQuery,
     response=TranscriptionStatusOut,
     errors=(400, 401, 404),
     tag="transcription",
+    description="Answers with an `ETag`; `If-None-Match` with the current one answers 304 with no body. "
+    "With `wait=N` as well (0 < N <= 30) the request is held until the status changes (200) or N seconds "
+    "pass (304): a long-poll for clients that cannot keep an event stream (GET /api/video/events).",
 )
 async def transcription_status(request: web.Request) -> web.StreamResponse:
     """The video's transcription status (Cap's desktop app polls this)."""
     user = await require_user(request)
-    query = parse_query(request, VideoIdQuery)
-    found, status = await readable_transcription_status(request.app[PG_POOL], query.video_id, user.id)
-    if not found:
-        raise video_not_found()
-    return json_response(TranscriptionStatusOut(transcription_status=status))
+    query = parse_query(request, StatusQuery)
+    return await status_response(request, user, query.video_id, query.wait)
 
 
 @api.route(

@@ -15,6 +15,7 @@ async def start_transcription_run(tx: Tx, video: Row) -> str:
             transcription_status = 'PROCESSING',
             transcription_run = transcription_run + 1,
             transcription_attempt = 0,
+            transcription_handbacks = 0,
             transcription_lease_until = NULL,
             transcription_heartbeat_at = now(),
             transcription_progress = 0,

@@ -18,6 +18,7 @@ VIDEO_COLUMNS = """
     v.id, v.owner_id, v.name, v.created_at, v.updated_at, v.public, v.source,
     v.transcription_status, v.metadata, v.duration, v.media_key IS NOT NULL AS has_media,
     v.transcription_error,
+    CASE WHEN v.transcription_status = 'PROCESSING' THEN v.transcription_progress END AS transcription_progress,
     coalesce((SELECT s.comment_count FROM video_stats s WHERE s.video_id = v.id), 0) AS total_comments,
     coalesce((SELECT s.reaction_count FROM video_stats s WHERE s.video_id = v.id), 0) AS total_reactions
 """
@@ -53,14 +54,6 @@ async def readable_video(tx: Tx, video_id: str, user_id: int) -> Row | None:
 async def get_readable_video(pool: aiopg.Pool, video_id: str, user_id: int) -> Row | None:
     async with connection(pool) as tx:
         return await readable_video(tx, video_id, user_id)
-
-
-async def readable_transcription_status(pool: aiopg.Pool, video_id: str, user_id: int) -> tuple[bool, str | None]:
-    async with connection(pool) as tx:
-        row = await tx.fetchone(
-            f"SELECT v.transcription_status FROM videos v WHERE {READABLE}", {"video_id": video_id, "user_id": user_id}
-        )
-    return (row is not None, row["transcription_status"] if row else None)
 
 
 async def list_owner_videos(

@@ -26,4 +26,5 @@ def video_from_row(row: Row) -> Video:
         duration=row["duration"],
         has_media=row["has_media"],
         transcription_error=row["transcription_error"],
+        transcription_progress=row["transcription_progress"],
     )

@@ -132,9 +132,13 @@ async def test_comments_are_paged_oldest_first(api, alice, bob, public):
             break
     assert pages == 3 and seen == made
     response = await api.client.get(
-        "/api/video/comments", params={"videoId": public, "cursor": "9" * 19}, headers=bearer(bob)
+        "/api/video/comments", params={"videoId": public, "cursor": "9" * 18}, headers=bearer(bob)
     )
     assert await response.json() == {"comments": [], "nextCursor": None}
+    response = await api.client.get(  # past bigint: refused, not a database error
+        "/api/video/comments", params={"videoId": public, "cursor": "9" * 19}, headers=bearer(bob)
+    )
+    assert response.status == 400
     response = await api.client.get(
         "/api/video/comments", params={"videoId": public, "type": "emoji"}, headers=bearer(alice)
     )

@@ -23,7 +23,8 @@ class Route:
     method: str
     path: str
     takes_video_id: bool
-    access: str  # "read": owner or anyone on a public video; "owner": owner only; "own": the caller's own data
+    access: str  # "read": owner or anyone on a public video; "owner": owner only; "own": the caller's own data;
+    # "admin": admin tokens only
     ok: int
     anonymous: bool = False  # no token needed on a public video (a token that is sent must still be valid)
 
@@ -37,6 +38,7 @@ ROUTES = [
     Route("GET", "/api/videos", False, "own", 200),
     Route("PUT", "/api/video/upload", True, "owner", 200),
     Route("GET", "/api/video/transcribe/status", True, "read", 200),
+    Route("GET", "/api/video/events", True, "read", 200),  # an event stream: tests/events reads it
     Route("POST", "/api/video/transcribe", True, "owner", 202),
     Route("GET", "/api/video/transcription", True, "owner", 200),
     Route("GET", "/api/video/transcript", True, "read", 200),
@@ -49,11 +51,23 @@ ROUTES = [
     Route("POST", "/api/video/comment", True, "read", 201),
     Route("GET", "/api/video/comments", True, "read", 200),
     Route("DELETE", "/api/video/comment", False, "own", 204),
+    Route("POST", "/api/webhooks", False, "own", 201),
+    Route("GET", "/api/webhooks", False, "own", 200),
+    Route("DELETE", "/api/webhooks", False, "own", 204),
+    Route("GET", "/api/webhooks/deliveries", False, "own", 200),
+    # Admin tokens only; any other valid token gets 404 (tests/ops checks who gets what).
+    Route("GET", "/api/ops/queue", False, "admin", 200),
+    Route("GET", "/api/ops/jobs", False, "admin", 200),
+    Route("POST", "/api/ops/retry", False, "admin", 200),
+    Route("POST", "/api/ops/requeue-stuck", False, "admin", 200),
 ]
 VIDEO_ROUTES = [r for r in ROUTES if r.takes_video_id]
 OWNER_ROUTES = [r for r in ROUTES if r.access == "owner"]
 READ_ROUTES = [r for r in ROUTES if r.access == "read"]
-PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/openapi.json"), ("GET", "/api/docs")}
+PUBLIC_ROUTES = {
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("GET", "/metrics"),
+    ("GET", "/ops"),
+}
 DELETE_ROUTES = ["/api/video/delete", "/api/desktop/video/delete"]
 
 

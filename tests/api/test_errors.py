@@ -94,7 +94,7 @@ async def boom(*args, **kwargs):
     [
         (service.videos.handlers, "get_readable_video", "GET", "/api/video"),
         (service.videos.handlers, "list_owner_videos", "GET", "/api/videos"),
-        (service.transcription.handlers, "readable_transcription_status", "GET", "/api/video/transcribe/status"),
+        (service.transcription.handlers, "status_response", "GET", "/api/video/transcribe/status"),
         (service.analytics.handlers, "readable_view_count", "GET", "/api/video/analytics"),
         (service.deletion.handlers, "delete_video", "DELETE", "/api/video/delete"),
         (service.uploads.handlers, "owns_video", "PUT", "/api/video/upload"),

@@ -11,14 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arq.connections import ArqRedis
 
 from config import Settings
 from service.app import create_app
-from tests.helpers import MEDIA, bearer, drain, query, write
+from tests.helpers import MEDIA, bearer, drain, query, run_recovery, write
 from tests.pipeline.conftest import uploaded
-from workers.recovery import recover_stuck
-from workers.settings import shutdown, startup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,18 +100,6 @@ async def test_work_no_job_ever_claimed_is_requested_again(api, alice):
     await run_recovery(api.settings)
     await drain(api.settings)
     assert video_row(api.settings, video_id)["transcription_status"] == "COMPLETE"
-
-
-async def run_recovery(settings: Settings) -> dict[str, int]:
-    """One run of the recovery cron, in a worker context like arq's."""
-    redis = ArqRedis.from_url(settings.redis_url)
-    ctx: dict[str, Any] = {"settings": settings, "redis": redis}
-    await startup(ctx)
-    try:
-        return await recover_stuck(ctx)
-    finally:
-        await shutdown(ctx)
-        await redis.aclose()
 
 
 async def test_worker_killed_mid_transcription_does_not_leave_the_video_processing(api, alice, deepgram):

@@ -7,7 +7,8 @@ import logging
 
 from arq import Retry
 
-from service.db import transaction
+from service.db import connection, transaction
+from service.events.progress import report_progress
 from service.storage import transcript_key
 from workers.ai import queries as q
 from workers.ai.engines import AIResult, TransientAIError
@@ -17,6 +18,8 @@ from workers.transcription import vtt
 
 log = logging.getLogger("capvid.ai")
 CHAPTERS_MIN_DURATION = 120.0  # as Cap: no chapters for videos under two minutes
+# The steps an attempt reports (`event: progress`, kind "ai"), with the fraction done when each starts.
+STEPS = {"reading the transcript": 0.1, "generating": 0.2, "saving": 0.9}
 
 
 async def run_ai_generation(deps: Deps, video_id: str, run: int) -> str:
@@ -25,8 +28,8 @@ async def run_ai_generation(deps: Deps, video_id: str, run: int) -> str:
         row = await q.claim(tx, video_id, run, settings.lease_seconds)
     if row is None:
         return "not claimable: deleted, finished, superseded or held by a live attempt"
-    attempt = int(row["attempt"])
-    if attempt > settings.ai_max_attempts:
+    attempt, counted = int(row["attempt"]), int(row["counted"])  # counted: less stopping workers' hand-backs
+    if counted > settings.ai_max_attempts:
         async with transaction(deps.pool) as tx:
             await q.fail(tx, video_id, run, attempt, f"gave up after {settings.ai_max_attempts} attempts: {row['last_error']}")
         return "ERROR (attempts used up)"
@@ -36,20 +39,23 @@ async def run_ai_generation(deps: Deps, video_id: str, run: int) -> str:
             return await q.heartbeat(tx, video_id, run, attempt, settings.lease_seconds)
 
     try:
+        await report_step(deps, video_id, run, attempt, "reading the transcript")
         document = await deps.storage_for(row["source"]).get_bytes(transcript_key(row["owner_id"], video_id))
         if document is None:
             raise FileNotFoundError("the transcript is missing from storage")
         cues = vtt.parse(document.decode())
         duration = row["duration"] or (cues[-1].end if cues else 0.0)
+        await report_step(deps, video_id, run, attempt, "generating")
         result = await run_with_heartbeat(deps.ai_engine.generate(cues, duration), beat, settings.lease_seconds / 3)
     except LeaseLost:
         return "lease lost: another attempt or a delete took over"
     except asyncio.CancelledError:
         # Worker shutting down: hand the claim back so the re-queued job can take it at once.
-        await asyncio.shield(_release(deps, video_id, run, attempt))
+        # Free only when the worker is stopping: a job timeout is cancelled the same way and must count.
+        await asyncio.shield(_release(deps, video_id, run, attempt, deps.stopping))
         raise
     except (TransientAIError, OSError, ConnectionError) as exc:
-        return await retry_or_fail(deps, video_id, run, attempt, f"{type(exc).__name__}: {exc}")
+        return await retry_or_fail(deps, video_id, run, attempt, counted, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
         log.exception("AI generation of %s failed", video_id)
         async with transaction(deps.pool) as tx:
@@ -58,16 +64,26 @@ async def run_ai_generation(deps: Deps, video_id: str, run: int) -> str:
     return await finish(deps, video_id, run, attempt, result, duration)
 
 
-async def _release(deps: Deps, video_id: str, run: int, attempt: int) -> None:
+async def report_step(deps: Deps, video_id: str, run: int, attempt: int, step: str) -> None:
+    try:
+        async with connection(deps.pool) as tx:
+            await report_progress(tx, "ai", video_id, run, attempt, STEPS[step], step)
+    except Exception as exc:
+        log.warning("AI progress of %s not reported: %s", video_id, exc)  # news, not state: carry on
+
+
+async def _release(deps: Deps, video_id: str, run: int, attempt: int, handed_back: bool) -> None:
     async with transaction(deps.pool) as tx:
-        await q.release_for_retry(tx, video_id, run, attempt, "interrupted: the worker stopped during the attempt")
+        await q.release_for_retry(
+            tx, video_id, run, attempt, "interrupted: the worker stopped during the attempt", handed_back
+        )
 
 
-async def retry_or_fail(deps: Deps, video_id: str, run: int, attempt: int, reason: str) -> str:
+async def retry_or_fail(deps: Deps, video_id: str, run: int, attempt: int, counted: int, reason: str) -> str:
     settings = deps.settings
     async with transaction(deps.pool) as tx:
-        if attempt >= settings.ai_max_attempts:
-            await q.fail(tx, video_id, run, attempt, f"failed after {attempt} attempts: {reason}")
+        if counted >= settings.ai_max_attempts:
+            await q.fail(tx, video_id, run, attempt, f"failed after {counted} attempts: {reason}")
             return "ERROR (attempts used up)"
         released = await q.release_for_retry(tx, video_id, run, attempt, reason)
     if not released:
@@ -77,6 +93,7 @@ async def retry_or_fail(deps: Deps, video_id: str, run: int, attempt: int, reaso
 
 async def finish(deps: Deps, video_id: str, run: int, attempt: int, result: AIResult, duration: float) -> str:
     chapters = clean_chapters(result, duration)
+    await report_step(deps, video_id, run, attempt, "saving")
     async with transaction(deps.pool) as tx:
         written = await q.complete(tx, video_id, run, attempt, result.title, result.summary, chapters)
     return "COMPLETE" if written else "superseded or deleted before completion: nothing written"

@@ -18,7 +18,8 @@ async def claim(tx: Tx, video_id: str, run: int, lease_seconds: float) -> Row | 
         UPDATE videos SET {SET_AI_STATUS}, ai_attempt = ai_attempt + 1,
                ai_lease_until = now() + %(lease)s * interval '1 second', ai_heartbeat_at = now(), updated_at = now()
         WHERE {GUARD} AND (ai_lease_until IS NULL OR ai_lease_until < now())
-        RETURNING owner_id, source, duration, ai_attempt AS attempt, ai_error AS last_error
+        RETURNING owner_id, source, duration, ai_attempt AS attempt, ai_error AS last_error,
+                  ai_attempt - ai_handbacks AS counted
         """,
         {"status": "PROCESSING", "video_id": video_id, "run": run, "lease": lease_seconds},
     )
@@ -38,10 +39,17 @@ async def heartbeat(tx: Tx, video_id: str, run: int, attempt: int, lease_seconds
     return count == 1
 
 
-async def release_for_retry(tx: Tx, video_id: str, run: int, attempt: int, reason: str) -> bool:
+async def release_for_retry(
+    tx: Tx, video_id: str, run: int, attempt: int, reason: str, handed_back: bool = False
+) -> bool:
+    """`handed_back`: the worker is stopping, so this attempt does not count towards the limit."""
     count = await tx.execute(
-        f"UPDATE videos SET ai_lease_until = NULL, ai_heartbeat_at = now(), ai_error = %(reason)s WHERE {HELD}",
-        {"video_id": video_id, "run": run, "attempt": attempt, "reason": reason},
+        f"""
+        UPDATE videos SET ai_lease_until = NULL, ai_heartbeat_at = now(), ai_error = %(reason)s,
+                          ai_handbacks = ai_handbacks + %(handback)s
+        WHERE {HELD}
+        """,
+        {"video_id": video_id, "run": run, "attempt": attempt, "reason": reason, "handback": int(handed_back)},
     )
     return count == 1
 

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from arq import Retry
 
 from config import Settings
 from service.ai.queries import start_ai_run
-from service.db import transaction
+from service.db import connection, transaction
 from service.events import record_event
+from service.events.progress import report_progress
 from service.storage import StorageUnavailable, transcript_key
 from workers.deps import Deps
-from workers.leases import LeaseLost, run_with_heartbeat
+from workers.leases import LeaseLost, report_while, run_with_heartbeat
+from workers.metrics import observe_real_time_factor
 from workers.transcription import queries as q
 from workers.transcription import vtt
 from workers.transcription.engines import CorruptMedia, Transcript
 
 log = logging.getLogger("capvid.transcription")
+PROGRESS_SECONDS = 1.0  # progress is reported at most this often, and only when it moved
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Attempt:
     owner_id: int
     source: str
     media_key: str
+    counted: int  # attempts that count towards the limit: `number` less the hand-backs of stopping workers
 
 
 class Progress:
@@ -37,9 +42,14 @@ class Progress:
 
     def __init__(self) -> None:
         self.value = 0.0
+        self.reported = 0.0  # the run's request stored 0
 
     def __call__(self, fraction: float) -> None:
         self.value = min(1.0, max(self.value, fraction))
+
+    def unreported(self) -> float | None:
+        value = round(self.value, 3)
+        return None if value == self.reported else value
 
 
 async def run_transcription(deps: Deps, video_id: str, run: int) -> str:
@@ -48,8 +58,10 @@ async def run_transcription(deps: Deps, video_id: str, run: int) -> str:
         row = await q.claim(tx, video_id, run, settings.lease_seconds, deps.engine.name)
     if row is None:
         return "not claimable: deleted, finished, superseded or held by a live attempt"
-    attempt = Attempt(video_id, run, row["attempt"], row["owner_id"], row["source"], row["media_key"])
-    if attempt.number > settings.transcription_max_attempts:
+    attempt = Attempt(
+        video_id, run, row["attempt"], row["owner_id"], row["source"], row["media_key"], row["counted"]
+    )
+    if attempt.counted > settings.transcription_max_attempts:
         reason = f"gave up after {settings.transcription_max_attempts} attempts: {row['last_error'] or 'unknown error'}"
         async with transaction(deps.pool) as tx:
             await q.fail(tx, video_id, run, attempt.number, reason)
@@ -61,7 +73,9 @@ async def run_transcription(deps: Deps, video_id: str, run: int) -> str:
     except asyncio.CancelledError:
         # Worker shutting down (arq re-queues the job): hand the claim back so the next
         # delivery can take it at once instead of waiting for the lease to run out.
-        await asyncio.shield(_release(deps, attempt, "interrupted: the worker stopped during the attempt"))
+        # Only a stopping worker's hand-back is free: a job timeout is cancelled the same way, and
+        # must count, or media that always times out would be retried forever.
+        await asyncio.shield(_release(deps, attempt, "interrupted: the worker stopped during the attempt", deps.stopping))
         raise
     except CorruptMedia as exc:
         async with transaction(deps.pool) as tx:
@@ -86,13 +100,25 @@ async def transcribe_media(deps: Deps, attempt: Attempt) -> Transcript:
                 tx, attempt.video_id, attempt.run, attempt.number, settings.lease_seconds, progress.value
             )
 
+    async def report() -> None:
+        value = progress.unreported()
+        if value is None:
+            return
+        async with connection(deps.pool) as tx:
+            await report_progress(tx, "transcription", attempt.video_id, attempt.run, attempt.number, value)
+        progress.reported = value
+
     async with deps.storage_for(attempt.source).local_copy(attempt.media_key) as path:
-        return await run_with_heartbeat(deps.engine.transcribe(path, progress), beat, settings.lease_seconds / 3)
+        started = time.perf_counter()
+        work = report_while(deps.engine.transcribe(path, progress), report, PROGRESS_SECONDS)
+        transcript = await run_with_heartbeat(work, beat, settings.lease_seconds / 3)
+        observe_real_time_factor(time.perf_counter() - started, transcript.duration)
+        return transcript
 
 
-async def _release(deps: Deps, attempt: Attempt, reason: str) -> None:
+async def _release(deps: Deps, attempt: Attempt, reason: str, handed_back: bool) -> None:
     async with transaction(deps.pool) as tx:
-        await q.release_for_retry(tx, attempt.video_id, attempt.run, attempt.number, reason)
+        await q.release_for_retry(tx, attempt.video_id, attempt.run, attempt.number, reason, handed_back)
 
 
 async def retry_or_fail(deps: Deps, attempt: Attempt, exc: Exception) -> str:
@@ -102,8 +128,8 @@ async def retry_or_fail(deps: Deps, attempt: Attempt, exc: Exception) -> str:
         log.warning("transcription of %s failed (attempt %d): %s", attempt.video_id, attempt.number, reason)
     settings = deps.settings
     async with transaction(deps.pool) as tx:
-        if attempt.number >= settings.transcription_max_attempts:
-            reason = f"failed after {attempt.number} attempts: {reason}"
+        if attempt.counted >= settings.transcription_max_attempts:
+            reason = f"failed after {attempt.counted} attempts: {reason}"
             await q.fail(tx, attempt.video_id, attempt.run, attempt.number, reason)
             return "ERROR (attempts used up)"
         released = await q.release_for_retry(tx, attempt.video_id, attempt.run, attempt.number, reason)

@@ -21,7 +21,8 @@ async def claim(tx: Tx, video_id: str, run: int, lease_seconds: float, engine: s
             updated_at = now()
         WHERE {GUARD}
           AND (transcription_lease_until IS NULL OR transcription_lease_until < now())
-        RETURNING owner_id, source, media_key, transcription_attempt AS attempt, transcription_error AS last_error
+        RETURNING owner_id, source, media_key, transcription_attempt AS attempt, transcription_error AS last_error,
+                  transcription_attempt - transcription_handbacks AS counted
         """,
         {"video_id": video_id, "run": run, "lease": lease_seconds, "engine": engine},
     )
@@ -41,15 +42,19 @@ async def heartbeat(tx: Tx, video_id: str, run: int, attempt: int, lease_seconds
     return count == 1
 
 
-async def release_for_retry(tx: Tx, video_id: str, run: int, attempt: int, reason: str) -> bool:
-    """Hand the video back (lease cleared) with the reason, before arq runs the job again."""
+async def release_for_retry(
+    tx: Tx, video_id: str, run: int, attempt: int, reason: str, handed_back: bool = False
+) -> bool:
+    """Hand the video back (lease cleared) with the reason, before arq runs the job again.
+    `handed_back`: the worker is stopping, so this attempt does not count towards the limit."""
     count = await tx.execute(
         f"""
         UPDATE videos SET transcription_lease_until = NULL, transcription_heartbeat_at = now(),
-                          transcription_error = %(reason)s, updated_at = now()
+                          transcription_error = %(reason)s, updated_at = now(),
+                          transcription_handbacks = transcription_handbacks + %(handback)s
         WHERE {HELD}
         """,
-        {"video_id": video_id, "run": run, "attempt": attempt, "reason": reason},
+        {"video_id": video_id, "run": run, "attempt": attempt, "reason": reason, "handback": int(handed_back)},
     )
     return count == 1
 
