@@ -174,7 +174,9 @@ class CapvidWorker(Worker):
             self.handle_sig(signal.SIGUSR1)
         if not self._pool:
             return
-        await asyncio.gather(*self.tasks.values())
+        # handle_sig cancelled the running jobs: ending cancelled is their expected end here, and
+        # must not skip the shutdown below (the relay and pools would outlive the worker).
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         await self.pool.delete(self.health_check_key)
         await self.heartbeat.withdraw(self.pool)
         if self.on_shutdown:
