@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -297,3 +297,20 @@ def server_versions(database_url: str, redis_url: str) -> str:
     except redis.RedisError:
         redis_version = "?"
     return f"PostgreSQL {postgres}, Redis {redis_version}"
+
+
+def run_bench(name: str, args: argparse.Namespace, measure: Callable[[ExitStack, Path, str, str], list[Figure]]) -> int:
+    """The frame of every benchmark's main: a temp folder and the servers, `measure(stack, tmp, database_url,
+    redis_url)`, then its figures printed and saved. A benchmark that could not measure says why and exits 1."""
+    try:
+        with ExitStack() as stack:  # unwinds in reverse: processes, then servers, then the temp folder
+            tmp = temp_folder(stack, name, args.keep)
+            database_url, redis_url = start_servers(stack, tmp)
+            found = measure(stack, tmp, database_url, redis_url)
+            print(f"\nmachine: {machine()}; {server_versions(database_url, redis_url)}")
+            print_table(found)
+            write_figures(args.json, found)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -35,8 +35,8 @@ from arq.connections import ArqRedis  # noqa: E402
 from arq.jobs import Job  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    ROOT, SPOKEN, BenchError, Figure, add_common_arguments, bench_queue, capvid_env, machine, print_table,
-    server_versions, spawn, start_servers, stop_process, tail, temp_folder, write_figures,
+    ROOT, SPOKEN, add_common_arguments, bench_queue, BenchError, capvid_env, Figure, run_bench, spawn,
+    stop_process, tail,
 )
 from config import Settings, load_settings  # noqa: E402
 from service.admin import add_user  # noqa: E402
@@ -241,22 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     args.jobs = args.jobs or (300 if args.quick else 1000)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    try:
-        with ExitStack() as stack:
-            tmp = temp_folder(stack, "jobs", args.keep)
-            database_url, redis_url = start_servers(stack, tmp)
-            settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage")
-            apply_migrations(settings.database_url)
-            args.max_jobs = args.max_jobs or worker_settings(settings)["max_jobs"]
-            print(f"{args.jobs} jobs per side, one worker each, max_jobs {args.max_jobs}", flush=True)
-            found = figures(asyncio.run(measure(settings, tmp, args)), args.max_jobs)
-            print(f"\nmachine: {machine()}; {server_versions(database_url, redis_url)}")
-            print_table(found)
-            write_figures(args.json, found)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
+        settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage")
+        apply_migrations(settings.database_url)
+        args.max_jobs = args.max_jobs or worker_settings(settings)["max_jobs"]
+        print(f"{args.jobs} jobs per side, one worker each, max_jobs {args.max_jobs}", flush=True)
+        return figures(asyncio.run(measure(settings, tmp, args)), args.max_jobs)
+
+    return run_bench("jobs", args, bench)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ if __package__ in (None, ""):
 import aiohttp  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    ROOT, SPOKEN, BenchError, Figure, add_common_arguments, bench_queue, capvid_env, cpu_seconds, machine, new_token,
-    print_table, server_versions, spawn, start_servers, temp_folder, wait_http, write_figures,
+    ROOT, SPOKEN, add_common_arguments, bench_queue, BenchError, capvid_env, cpu_seconds, Figure, new_token,
+    run_bench, spawn, wait_http,
 )
 from config import Settings, load_settings  # noqa: E402
 from service.dev import free_port  # noqa: E402
@@ -186,25 +186,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("counts must be at least 1")
     if not Path(args.wrk).is_file():
         parser.error(f"wrk not found at {args.wrk} (Debian: apt install wrk)")
-    try:
-        with ExitStack() as stack:
-            tmp = temp_folder(stack, "status", args.keep)
-            database_url, redis_url = start_servers(stack, tmp)
-            settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
-                                     arq_queue_name=bench_queue(), port=free_port())
-            apply_migrations(settings.database_url)
-            urls, pids, token = asyncio.run(prepare(settings, stack, tmp, args))
-            print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, {args.rounds} round(s) "
-                  f"per side, {args.processes} process(es) each", flush=True)
-            results = measure(urls, pids, token, args)
-            found = figures(results, args)
-            print(f"\nmachine: {machine()}; {server_versions(database_url, redis_url)}")
-            print_table(found)
-            write_figures(args.json, found)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
+        settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
+                                 arq_queue_name=bench_queue(), port=free_port())
+        apply_migrations(settings.database_url)
+        urls, pids, token = asyncio.run(prepare(settings, stack, tmp, args))
+        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, {args.rounds} round(s) "
+              f"per side, {args.processes} process(es) each", flush=True)
+        return figures(measure(urls, pids, token, args), args)
+
+    return run_bench("status", args, bench)
 
 
 if __name__ == "__main__":

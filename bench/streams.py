@@ -34,9 +34,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
-    BenchError, Figure, add_common_arguments, bench_queue, cpu_seconds, machine, new_user, percentile, print_table,
-    raise_open_files, rss_bytes, server_versions, spawn_capvid, start_servers, temp_folder, wait_http,
-    write_figures,
+    add_common_arguments, bench_queue, BenchError, cpu_seconds, Figure, new_user, percentile, raise_open_files,
+    rss_bytes, run_bench, spawn_capvid, wait_http,
 )
 from config import Settings, load_settings  # noqa: E402
 from service.db import create_pool, transaction  # noqa: E402
@@ -380,23 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     most = max(layout.videos * layout.per_video for layout in layouts)
     if limit < most + 200:
         parser.error(f"the open-file hard limit is {limit}: too low for {most:,} streams (raise it: ulimit -Hn)")
-    try:
-        with ExitStack() as stack:
-            tmp = temp_folder(stack, "streams", args.keep)
-            database_url, redis_url = start_servers(stack, tmp)
-            settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
-                                     arq_queue_name=bench_queue())
-            apply_migrations(settings.database_url)
-            print(f"open-file limit {limit}; layouts: {', '.join(l.label for l in layouts)}; {args.rounds} rounds",
-                  flush=True)
-            found = figures(asyncio.run(measure(settings, tmp, layouts, args.rounds)))
-            print(f"\nmachine: {machine()}; {server_versions(database_url, redis_url)}")
-            print_table(found)
-            write_figures(args.json, found)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
+        settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
+                                 arq_queue_name=bench_queue())
+        apply_migrations(settings.database_url)
+        print(f"open-file limit {limit}; layouts: {', '.join(l.label for l in layouts)}; {args.rounds} rounds",
+              flush=True)
+        return figures(asyncio.run(measure(settings, tmp, layouts, args.rounds)))
+
+    return run_bench("streams", args, bench)
 
 
 if __name__ == "__main__":

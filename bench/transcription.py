@@ -33,8 +33,8 @@ import av  # noqa: E402
 import redis  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    SPOKEN, BenchError, Figure, add_common_arguments, bench_queue, capvid_env, machine, print_table, start_servers,
-    stop_process, tail, temp_folder, write_figures,
+    SPOKEN, add_common_arguments, bench_queue, BenchError, capvid_env, Figure, machine, run_bench, stop_process,
+    tail,
 )
 from config import Settings, load_settings  # noqa: E402
 from service.dev import free_port  # noqa: E402
@@ -324,30 +324,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat and --rounds must be at least 1, --poll above 0")
     if args.media and not args.media.is_file():
         parser.error(f"--media {args.media}: no such file")
-    try:
-        with ExitStack() as stack:  # unwinds in reverse: processes, then servers, then the temp folder
-            tmp = temp_folder(stack, "transcription", args.keep)
-            database_url, redis_url = start_servers(stack, tmp)
-            settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
-                                     arq_queue_name=bench_queue())
-            apply_migrations(settings.database_url)
-            media = args.media.resolve() if args.media else tmp / f"spoken-x{args.repeat}.mp4"
-            if not args.media:
-                build_media(SPOKEN, args.repeat, media)
-            media_seconds = decoded_seconds(media)
-            print(f"media: {media_seconds:.1f} s of audio; model cache {settings.model_cache_dir}", flush=True)
-            load_model(settings)  # assembles the model into the shared cache once, before the worker needs it
-            base, children = start_processes(stack, settings, tmp)
-            print("waiting for web and worker (the worker preloads the model)...", flush=True)
-            results = asyncio.run(measure(settings, args, media, tmp, base, children))
-            found = report(settings, media, media_seconds, results)
-            print()
-            print_table(found)
-            write_figures(args.json, found)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
+        settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
+                                 arq_queue_name=bench_queue())
+        apply_migrations(settings.database_url)
+        media = args.media.resolve() if args.media else tmp / f"spoken-x{args.repeat}.mp4"
+        if not args.media:
+            build_media(SPOKEN, args.repeat, media)
+        media_seconds = decoded_seconds(media)
+        print(f"media: {media_seconds:.1f} s of audio; model cache {settings.model_cache_dir}", flush=True)
+        load_model(settings)  # assembles the model into the shared cache once, before the worker needs it
+        base, children = start_processes(stack, settings, tmp)
+        print("waiting for web and worker (the worker preloads the model)...", flush=True)
+        results = asyncio.run(measure(settings, args, media, tmp, base, children))
+        return report(settings, media, media_seconds, results)
+
+    return run_bench("transcription", args, bench)
 
 
 if __name__ == "__main__":
