@@ -4,11 +4,12 @@ against bare arq running a no-op function, same Redis, same worker settings, in 
     python bench/jobs.py [--jobs N] [--quick]
 
 Ours: N transcription requests committed the way an upload commits them (the video's media recorded,
-PROCESSING, the outbox row and the event, one transaction each), then one `capvid worker` (with a
-no-op engine injected, bench/noop_worker.py) relays them from the outbox to arq and runs each: claim,
-heartbeat, the no-op engine, the transcript written, COMPLETE with its event (and AI SKIPPED: an
-empty transcript), the job history row. Bare: N jobs of `async def noop(ctx): return None` enqueued
-in arq, then one bare arq worker (bench/bare_arq.py) with our max_jobs, poll_delay and keep_result.
+PROCESSING, the outbox row and the event, one transaction each) and relayed to arq the way the web
+process that committed them relays them, then one `capvid worker` (with a no-op engine injected,
+bench/noop_worker.py) runs each: claim, heartbeat, the no-op engine, the transcript written, COMPLETE
+with its event (and AI SKIPPED: an empty transcript), the job history row. Bare: N jobs of
+`async def noop(ctx): return None` enqueued in arq, then one bare arq worker (bench/bare_arq.py)
+with our max_jobs, poll_delay and keep_result.
 
 Both sides have their work queued before the worker starts, and the rate is N over the time from
 the first job's start to the last job's end (arq's own result records). Target: ours >= 0.5 of bare.
@@ -43,6 +44,7 @@ from service.admin import add_user  # noqa: E402
 from service.db import create_pool, transaction  # noqa: E402
 from service.dev import free_port  # noqa: E402
 from service.migrate import apply_migrations  # noqa: E402
+from service.outbox import job_id as outbox_job_id, relay_once  # noqa: E402
 from service.storage import Storages, media_key  # noqa: E402
 from service.transcription.queries import start_transcription_run  # noqa: E402
 from service.videos.queries import insert_video, lock_owned_video  # noqa: E402
@@ -86,8 +88,10 @@ async def prepare_videos(settings: Settings, owner_id: int, count: int) -> list[
 
 
 async def request_all(settings: Settings, owner_id: int, video_ids: list[str]) -> list[str]:
-    """What the upload handler commits for each video; returns the arq job ids the relay will use."""
+    """What the upload handler commits for each video, relayed to arq as the web process that committed
+    it relays it (the worker's own relay only sweeps up after an outage); returns the arq job ids."""
     pool = await create_pool(settings, minsize=0, maxsize=2)
+    redis = ArqRedis.from_url(settings.redis_url)
     try:
         for video_id in video_ids:
             async with transaction(pool) as tx:
@@ -99,12 +103,15 @@ async def request_all(settings: Settings, owner_id: int, video_ids: list[str]) -
         async with transaction(pool) as tx:
             rows = await tx.fetchall("SELECT id FROM outbox WHERE video_id = ANY(%s) AND sent_at IS NULL",
                                      (video_ids,))
+        relayed = await relay_once(pool, redis, settings.arq_queue_name)
     finally:
+        await redis.aclose()
         pool.close()
         await pool.wait_closed()
-    if len(rows) != len(video_ids):
-        raise BenchError(f"{len(rows)} outbox rows for {len(video_ids)} requests (another relay running?)")
-    return [f"capvid:{row['id']}" for row in rows]
+    if len(rows) != len(video_ids) or relayed != len(rows):
+        raise BenchError(f"{len(rows)} outbox rows for {len(video_ids)} requests, {relayed} relayed "
+                         "(another relay running?)")
+    return [outbox_job_id(row["id"]) for row in rows]
 
 
 async def wait_results(redis: ArqRedis, job_ids: list[str], queue: str, child: "subprocess.Popen[bytes]", log: Path,
@@ -146,8 +153,8 @@ async def run_ours(stack: ExitStack, settings: Settings, tmp: Path, jobs: int, h
         await redis.aclose()
     stop_process(child)
     await check_transitions(ours, video_ids)
-    # claim, COMPLETE and AI SKIPPED are one UPDATE of the video each; the rest are heartbeats.
-    drain.heartbeats = (video_updates(ours.database_url) - updates_before) / jobs - 3
+    # The claim is one UPDATE of the video, COMPLETE with AI SKIPPED another; the rest are heartbeats.
+    drain.heartbeats = (video_updates(ours.database_url) - updates_before) / jobs - 2
     return drain
 
 

@@ -207,8 +207,9 @@ class Transitions:
             claimed = await worker_q.claim(tx, video_id, run, 60.0, "bench")
         assert claimed is not None, "claim failed"
         async with transaction(self.pool) as tx:
-            assert await worker_q.lock_held(tx, video_id, run, claimed["attempt"]) is not None
-            await worker_q.complete(tx, video_id, run, claimed["attempt"], None, None)
+            # AI SKIPPED in the same update, as after an empty transcript; only the COMPLETE event is timed.
+            completed = await worker_q.complete(tx, video_id, run, claimed["attempt"], None, None, "benchmark")
+            assert completed is not None
             await record_event(tx, video_id, self.owner_id, "transcription", "COMPLETE", run, claimed["attempt"])
             sent = time.time()
         return sent

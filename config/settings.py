@@ -69,10 +69,11 @@ class Settings(BaseSettings):
         100_000, ge=0, description="tokens and videos (each) kept in memory per web process; 0: read the database"
     )
     status_cache_fence: bool = Field(
-        True,
-        description="a cached answer first waits for one round trip on the listening connection (shared by all "
-        "requests waiting), so a change committed before the request is always seen; off: a change is seen as "
-        "soon as its notification arrives (microseconds, a few ms on a loaded machine), and polls never wait",
+        False,
+        description="on: a cached answer first waits for one round trip on the listening connection (shared by "
+        "all requests waiting), so a change committed before the request is always seen, at a cost in tail "
+        "latency under load; off: a change is seen as soon as its notification reaches the web process "
+        "(microseconds, a few ms on a loaded machine), and polls never wait",
     )
 
     # Transcription

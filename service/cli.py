@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -77,7 +78,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         # Our middleware writes the access log (with the route and request id); the "Running on"
         # banner goes to the log too, so a JSON log stays JSON.
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+        app = create_app(settings)
+        # What the imports built lives as long as the process: frozen, it is left out of the
+        # collector's full passes, which otherwise walk it again each time (they stall the loop
+        # longest when thousands of event streams are open).
+        gc.freeze()
+        web.run_app(app, host=settings.host, port=settings.port, access_log=None,
                     print=logging.getLogger("capvid.web").info)
     elif args.command == "worker" and args.check:
         from service.ops.heartbeats import run_check

@@ -49,7 +49,7 @@ async def request_job(
         # The request (or job) asking for this one is carried along, to follow it in the logs.
         (function, video_id, Json(with_request_id(args)), defer_seconds, defer_seconds),
     )
-    await tx.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+    await tx.defer("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
     return int(row_id)
 
 

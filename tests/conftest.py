@@ -77,6 +77,9 @@ def settings(
         "db_pool_min": 0,
         "db_pool_max": 5,
         "worker_metrics_port": 0,  # burst workers serve no metrics unless a test asks (no fixed port in tests)
+        # Tests poll right after they write: the fence makes that deterministic. The default (no fence)
+        # has its own tests (tests/events/test_status_poll_unfenced.py).
+        "status_cache_fence": True,
     }
     values.update(settings_overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

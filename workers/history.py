@@ -2,9 +2,11 @@
 
 arq forgets a job once its result expires (`keep_result`) and keeps no reason for a
 failure that our pipelines handled themselves (a video set to ERROR is a successful return).
-`recorded(fn)` wraps a job function: a row when it starts (outcome NULL while it runs), and
-its outcome, the video's attempt and the reason when it ends. Recording is best effort: a
-history write that fails or takes too long is logged and the job goes on.
+`recorded(fn)` wraps a job function: one row with its outcome, the video's attempt and the
+reason when it ends; a job still running after OPEN_ROW_AFTER_SECONDS gets its row then
+(outcome NULL while it runs), so ops see long jobs running while short ones cost a single
+write. Recording is best effort: a history write that fails or takes too long is logged and
+the job goes on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ log = logging.getLogger("capvid.history")
 JobFn = Callable[..., Awaitable[Any]]
 # A history write waits at most this long (Postgres away): the job matters more than its record.
 WRITE_TIMEOUT_SECONDS = 5.0
+# A job still running after this long gets its history row (outcome NULL) before it ends.
+OPEN_ROW_AFTER_SECONDS = 1.0
 PURGE_BATCH = 10_000
 DETAIL_CHARS = 2000
 
@@ -88,6 +92,7 @@ class Execution:
     called_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     started_at: datetime | None = None
     row_id: int | None = None
+    opening: bool = False  # its running row is being (or was) written
 
     def params(self) -> dict[str, Any]:
         return {
@@ -140,20 +145,19 @@ def recorded(fn: JobFn, name: str | None = None) -> JobFn:
     @functools.wraps(fn)
     async def job(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         pool = _pool(ctx)
+        if pool is None:
+            return await fn(ctx, *args, **kwargs)
         execution = execution_of(function, ctx, args)
-        if pool is not None:
-            await _started(pool, execution)
+        opening = asyncio.create_task(_open_row_later(pool, execution))
         try:
             result = await fn(ctx, *args, **kwargs)
         except BaseException as exc:
-            if pool is not None:
-                outcome = outcome_of_exception(exc)
-                # Shielded: a cancelled job (worker stopping) still gets its row finished.
-                await asyncio.shield(_finished(pool, execution, outcome, describe_exception(exc)))
+            # Shielded: a cancelled job (worker stopping) still gets its row finished.
+            await asyncio.shield(_close_row(pool, execution, opening, outcome_of_exception(exc),
+                                            describe_exception(exc)))
             raise
-        if pool is not None:
-            detail = "" if result is None else str(result)
-            await asyncio.shield(_finished(pool, execution, outcome_of_result(result), detail))
+        detail = "" if result is None else str(result)
+        await asyncio.shield(_close_row(pool, execution, opening, outcome_of_result(result), detail))
         return result
 
     return job
@@ -162,6 +166,24 @@ def recorded(fn: JobFn, name: str | None = None) -> JobFn:
 def _pool(ctx: dict[str, Any]) -> aiopg.Pool | None:
     deps = ctx.get("deps")
     return getattr(deps, "pool", None)
+
+
+async def _open_row_later(pool: aiopg.Pool, execution: Execution) -> None:
+    await asyncio.sleep(OPEN_ROW_AFTER_SECONDS)
+    execution.opening = True
+    await _started(pool, execution)
+
+
+async def _close_row(
+    pool: aiopg.Pool, execution: Execution, opening: "asyncio.Task[None]", outcome: Outcome, detail: str
+) -> None:
+    # A row being opened is waited for (closing it must update it, not add a second one);
+    # one not due yet is never opened: the finished row is written in one go.
+    if execution.opening:
+        await opening
+    else:
+        opening.cancel()
+    await _finished(pool, execution, outcome, detail)
 
 
 async def _started(pool: aiopg.Pool, execution: Execution) -> None:

@@ -49,7 +49,8 @@ def measured(fn: JobFn, name: str | None = None) -> JobCoroutine:
     @functools.wraps(fn)
     async def job(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         with bound(**job_context(ctx, args)):
-            log.info("job %s started", function, extra={"function": function, "try": ctx.get("job_try")})
+            # DEBUG: arq logs every start already; the end line below carries the ids and the outcome.
+            log.debug("job %s started", function, extra={"function": function, "try": ctx.get("job_try")})
             started = time.perf_counter()
             outcome: Outcome = "failed"
             try:

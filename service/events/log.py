@@ -32,7 +32,8 @@ async def record_event(
     attempt: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    await tx.execute(
+    # Nobody reads its result: it travels with the transaction's next statement or its COMMIT.
+    await tx.defer(
         """
         SELECT pg_advisory_xact_lock(%s, hashtext(%s));
         INSERT INTO video_events (video_id, owner_id, kind, status, run, attempt, detail)

@@ -12,6 +12,9 @@ from pathlib import Path
 from service.storage import TooLarge
 
 LIST_PAGE = 1000
+# Smaller writes (transcripts, metadata) happen on the event loop: into the page cache they take
+# microseconds, less than the hand-off to a thread, and a thread would fight the loop for the GIL.
+INLINE_WRITE_BYTES = 256 * 1024
 
 
 class LocalStorage:
@@ -19,13 +22,16 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._root_prefix = os.path.join(self.root, "")
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
         # Keys come from ids we generate, but a path outside the root must be impossible anyway.
-        if not path.is_relative_to(self.root) or path == self.root:
+        # normpath folds "..", and the storage folder holds no symlinks of ours, so this string
+        # check is enough: resolve() would stat every component on every access.
+        path = os.path.normpath(os.path.join(self.root, key))
+        if not path.startswith(self._root_prefix):
             raise ValueError(f"storage key escapes the storage folder: {key!r}")
-        return path
+        return Path(path)
 
     async def write_stream(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int) -> int:
         path = self._path(key)
@@ -48,10 +54,24 @@ class LocalStorage:
         return size
 
     async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        if len(data) <= INLINE_WRITE_BYTES:
+            self._write_file(self._path(key), data)
+            return
+
         async def one_chunk() -> AsyncIterator[bytes]:
             yield data
 
         await self.write_stream(key, one_chunk(), max_bytes=len(data))
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            temp.write_bytes(data)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     async def get_bytes(self, key: str) -> bytes | None:
         try:

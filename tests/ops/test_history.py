@@ -19,6 +19,7 @@ from service.db import create_pool
 from tests.helpers import drain, query, write
 from tests.ops.conftest import add_job_run
 from tests.pipeline.conftest import uploaded, with_deepgram
+from workers import history
 from workers.history import recorded
 from workers.recovery import recover_stuck
 from workers.settings import shutdown, startup
@@ -91,7 +92,8 @@ async def test_exceptions_are_recorded_and_still_raised(settings, pool):
         await recorded(back_later)(job_ctx(pool), "v1", {"run": 3})
     task = asyncio.create_task(recorded(hang)(job_ctx(pool), "v1", {"run": 3}))
     while not runs(settings)[2:]:
-        await asyncio.sleep(0.01)  # until its row is written: the job is running
+        await asyncio.sleep(0.01)  # until its running row is written (OPEN_ROW_AFTER_SECONDS)
+    assert runs(settings)[2]["outcome"] is None
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -104,8 +106,38 @@ async def test_exceptions_are_recorded_and_still_raised(settings, pool):
     ]
 
 
-async def test_history_never_fails_the_job_when_postgres_is_away(settings, caplog):
+async def test_a_short_job_is_written_once_when_it_ends_and_a_long_one_shows_running(settings, pool, monkeypatch):
+    monkeypatch.setattr(history, "OPEN_ROW_AFTER_SECONDS", 0.1)
+    release = asyncio.Event()
+
+    async def quick(ctx: dict[str, Any], video_id: str, args: dict[str, Any]) -> str:
+        assert runs(settings) == []  # nothing written while it runs
+        return "COMPLETE"
+
+    async def slow(ctx: dict[str, Any], video_id: str, args: dict[str, Any]) -> str:
+        await release.wait()
+        return "COMPLETE"
+
+    assert await recorded(quick)(job_ctx(pool), "v1", {"run": 1}) == "COMPLETE"
+    [row] = runs(settings)
+    assert (row["function"], row["outcome"]) == ("quick", "complete")
+    assert row["started_at"] <= row["finished_at"]
+
+    task = asyncio.create_task(recorded(slow)(job_ctx(pool), "v2", {"run": 1}))
+    while len(runs(settings)) < 2:
+        await asyncio.sleep(0.01)
+    running = runs(settings)[1]
+    assert (running["function"], running["outcome"], running["finished_at"]) == ("slow", None, None)
+    release.set()
+    assert await task == "COMPLETE"
+    assert [(r["id"], r["outcome"]) for r in runs(settings)] == [(row["id"], "complete"), (running["id"], "complete")]
+
+
+async def test_history_never_fails_the_job_when_postgres_is_away(settings, caplog, monkeypatch):
+    monkeypatch.setattr(history, "OPEN_ROW_AFTER_SECONDS", 0.01)
+
     async def work(ctx: dict[str, Any], video_id: str, args: dict[str, Any]) -> str:
+        await asyncio.sleep(0.2)  # long enough to open its running row
         return "COMPLETE"
 
     away = await aiopg.create_pool("postgresql://postgres@127.0.0.1:1/none", minsize=0, maxsize=1, timeout=2)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from arq import Retry
 
 from config import Settings
-from service.ai.queries import start_ai_run
+from service.ai.queries import announce_ai_run
 from service.db import connection, transaction
 from service.events import record_event
 from service.events.progress import report_progress
@@ -54,7 +54,8 @@ class Progress:
 
 async def run_transcription(deps: Deps, video_id: str, run: int) -> str:
     settings = deps.settings
-    async with transaction(deps.pool) as tx:
+    # Single statements run autocommit: a BEGIN/COMMIT around them would only add round trips.
+    async with connection(deps.pool) as tx:
         row = await q.claim(tx, video_id, run, settings.lease_seconds, deps.engine.name)
     if row is None:
         return "not claimable: deleted, finished, superseded or held by a live attempt"
@@ -95,7 +96,7 @@ async def transcribe_media(deps: Deps, attempt: Attempt) -> Transcript:
     settings = deps.settings
 
     async def beat() -> bool:
-        async with transaction(deps.pool) as tx:
+        async with connection(deps.pool) as tx:
             return await q.heartbeat(
                 tx, attempt.video_id, attempt.run, attempt.number, settings.lease_seconds, progress.value
             )
@@ -139,22 +140,26 @@ async def retry_or_fail(deps: Deps, attempt: Attempt, exc: Exception) -> str:
 
 
 async def finish(deps: Deps, attempt: Attempt, transcript: Transcript) -> str:
-    settings = deps.settings
     document = vtt.render(transcript.segments)
     note = transcript.note if not transcript.segments else None
+    skip_reason = ai_skip_reason(deps.settings, transcript)
     async with transaction(deps.pool) as tx:
-        video = await q.lock_held(tx, attempt.video_id, attempt.run, attempt.number)
+        # The guarded update locks the video: the transcript is written under that lock, so a delete or
+        # a newer run waits for it and a late writer can never overwrite a newer result; a failed write
+        # rolls the completion back.
+        video = await q.complete(
+            tx, attempt.video_id, attempt.run, attempt.number, transcript.duration, note, skip_reason
+        )
         if video is None:
             return "superseded or deleted before completion: nothing written"
         await deps.storage_for(attempt.source).put_bytes(
             transcript_key(attempt.owner_id, attempt.video_id), document.encode(), "text/vtt"
         )
-        await q.complete(tx, attempt.video_id, attempt.run, attempt.number, transcript.duration, note)
         await record_event(
             tx, attempt.video_id, attempt.owner_id, "transcription", "COMPLETE", attempt.run, attempt.number,
             {"note": note} if note else None,
         )
-        await start_ai_run(tx, attempt.video_id, attempt.owner_id, ai_skip_reason(settings, transcript))
+        await announce_ai_run(tx, attempt.video_id, attempt.owner_id, video["ai_run"], skip_reason)
     return "COMPLETE"
 
 

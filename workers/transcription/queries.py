@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.ai.queries import START_AI_RUN, ai_run_status
 from service.db import Row, Tx
 from service.events import record_event
 
@@ -80,25 +81,21 @@ async def fail(tx: Tx, video_id: str, run: int, attempt: int | None, reason: str
     return True
 
 
-async def lock_held(tx: Tx, video_id: str, run: int, attempt: int) -> Row | None:
-    """Lock the video while still held by this attempt: the transcript is written under this lock,
-    so a delete or a newer run waits for it and a late writer can never overwrite a newer result."""
-    return await tx.fetchone(
-        f"SELECT id, owner_id, source, ai_run FROM videos WHERE {HELD} FOR UPDATE",
-        {"video_id": video_id, "run": run, "attempt": attempt},
-    )
-
-
 async def complete(
-    tx: Tx, video_id: str, run: int, attempt: int, duration: float | None, note: str | None
-) -> None:
-    await tx.execute(
+    tx: Tx, video_id: str, run: int, attempt: int, duration: float | None, note: str | None,
+    ai_skip_reason: str | None,
+) -> Row | None:
+    """COMPLETE, and the AI run it starts (QUEUED, or SKIPPED for `ai_skip_reason`), in one guarded
+    update; None when the attempt no longer holds the video. The row stays locked until commit."""
+    return await tx.fetchone(
         f"""
         UPDATE videos SET transcription_status = 'COMPLETE', transcription_lease_until = NULL,
                           transcription_progress = 1, transcription_error = NULL, transcription_note = %(note)s,
                           transcription_finished_at = now(), duration = COALESCE(%(duration)s, duration),
-                          updated_at = now()
+                          {START_AI_RUN}, updated_at = now()
         WHERE {HELD}
+        RETURNING owner_id, ai_run
         """,
-        {"video_id": video_id, "run": run, "attempt": attempt, "duration": duration, "note": note},
+        {"video_id": video_id, "run": run, "attempt": attempt, "duration": duration, "note": note,
+         "status": ai_run_status(ai_skip_reason), "ai_note": ai_skip_reason},
     )

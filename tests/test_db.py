@@ -1,0 +1,73 @@
+"""service.db transactions: the BEGIN and deferred writes ride on the next statement, with the same
+all-or-nothing result as one statement per round trip."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiopg
+import psycopg2
+import pytest
+
+from config import Settings
+from service.db import create_pool, transaction
+
+SCRATCH = "CREATE TABLE IF NOT EXISTS db_scratch (id int PRIMARY KEY, note text NOT NULL)"
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[aiopg.Pool]:
+    pool = await create_pool(settings, minsize=0, maxsize=2)
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SCRATCH + "; TRUNCATE db_scratch")
+    yield pool
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("DROP TABLE db_scratch")
+    pool.close()
+    await pool.wait_closed()
+
+
+async def notes(pool: aiopg.Pool) -> list[tuple[int, str]]:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT id, note FROM db_scratch ORDER BY id")
+        return [tuple(row) for row in await cur.fetchall()]
+
+
+async def test_deferred_writes_commit_with_the_transaction_in_order(pool):
+    async with transaction(pool) as tx:
+        await tx.defer("INSERT INTO db_scratch VALUES (%s, %s)", (1, "100% sure; it's 'quoted' %(x)s"))
+        # Sent with the deferred one before it: it sees its row; its own placeholders are its own.
+        seen = await tx.fetchval("SELECT count(*) FROM db_scratch WHERE id = %(id)s", {"id": 1})
+        await tx.defer("UPDATE db_scratch SET note = note || %s WHERE id = 1", ("!",))
+        assert await notes(pool) == []  # nothing is visible outside before the commit
+    assert seen == 1
+    assert await notes(pool) == [(1, "100% sure; it's 'quoted' %(x)s!")]
+
+
+async def test_a_failing_deferred_write_fails_the_commit_and_rolls_everything_back(pool):
+    with pytest.raises(psycopg2.IntegrityError):
+        async with transaction(pool) as tx:
+            await tx.execute("INSERT INTO db_scratch VALUES (1, 'first')")
+            await tx.defer("INSERT INTO db_scratch VALUES (1, 'duplicate')")
+    assert await notes(pool) == []
+    async with transaction(pool) as tx:  # the connection went back to the pool clean
+        await tx.execute("INSERT INTO db_scratch VALUES (2, 'after')")
+    assert await notes(pool) == [(2, "after")]
+
+
+async def test_an_error_in_the_body_discards_unsent_writes_and_rolls_back_sent_ones(pool):
+    with pytest.raises(RuntimeError):
+        async with transaction(pool) as tx:
+            await tx.execute("INSERT INTO db_scratch VALUES (1, 'sent')")
+            await tx.defer("INSERT INTO db_scratch VALUES (2, 'unsent')")
+            raise RuntimeError("changed my mind")
+    assert await notes(pool) == []
+
+
+async def test_a_failing_first_statement_rolls_back_its_begin(pool):
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+        async with transaction(pool) as tx:
+            await tx.execute("INSERT INTO no_such_table VALUES (1)")
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT 1")  # not stuck in an aborted transaction
+        assert await cur.fetchone() == (1,)
