@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from service.storage import TooLarge
 
@@ -33,14 +34,23 @@ class LocalStorage:
             raise ValueError(f"storage key escapes the storage folder: {key!r}")
         return Path(path)
 
+    @staticmethod
+    def _open_beside(path: Path) -> tuple[Path, BinaryIO]:
+        """A new temp file beside `path`: written there and renamed, a reader never sees half a file.
+        Its folder is made only when missing (mostly it exists: a mkdir that fails costs a system call)."""
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            return temp, open(temp, "xb")
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return temp, open(temp, "xb")
+
     async def write_stream(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int) -> int:
         path = self._path(key)
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        # Write beside the target and rename, so a reader never sees half a file.
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        temp, file = self._open_beside(path)
         size = 0
         try:
-            with open(temp, "wb") as out:
+            with file as out:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > max_bytes:
@@ -64,10 +74,10 @@ class LocalStorage:
         await self.write_stream(key, one_chunk(), max_bytes=len(data))
 
     def _write_file(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        temp, file = self._open_beside(path)
         try:
-            temp.write_bytes(data)
+            with file as out:
+                out.write(data)
             os.replace(temp, path)
         except BaseException:
             temp.unlink(missing_ok=True)
