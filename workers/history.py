@@ -92,7 +92,6 @@ class Execution:
     called_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     started_at: datetime | None = None
     row_id: int | None = None
-    opening: bool = False  # its running row is being (or was) written
 
     def params(self) -> dict[str, Any]:
         return {
@@ -148,16 +147,15 @@ def recorded(fn: JobFn, name: str | None = None) -> JobFn:
         if pool is None:
             return await fn(ctx, *args, **kwargs)
         execution = execution_of(function, ctx, args)
-        opening = asyncio.create_task(_open_row_later(pool, execution))
+        row = _RunningRow(pool, execution)
         try:
             result = await fn(ctx, *args, **kwargs)
         except BaseException as exc:
             # Shielded: a cancelled job (worker stopping) still gets its row finished.
-            await asyncio.shield(_close_row(pool, execution, opening, outcome_of_exception(exc),
-                                            describe_exception(exc)))
+            await asyncio.shield(row.close(outcome_of_exception(exc), describe_exception(exc)))
             raise
         detail = "" if result is None else str(result)
-        await asyncio.shield(_close_row(pool, execution, opening, outcome_of_result(result), detail))
+        await asyncio.shield(row.close(outcome_of_result(result), detail))
         return result
 
     return job
@@ -168,22 +166,26 @@ def _pool(ctx: dict[str, Any]) -> aiopg.Pool | None:
     return getattr(deps, "pool", None)
 
 
-async def _open_row_later(pool: aiopg.Pool, execution: Execution) -> None:
-    await asyncio.sleep(OPEN_ROW_AFTER_SECONDS)
-    execution.opening = True
-    await _started(pool, execution)
+class _RunningRow:
+    """The job's `job_runs` row: opened (outcome NULL) if the job is still running after
+    OPEN_ROW_AFTER_SECONDS, and closed with its outcome when it ends."""
 
+    def __init__(self, pool: aiopg.Pool, execution: Execution) -> None:
+        self.pool = pool
+        self.execution = execution
+        self.opening: asyncio.Task[None] | None = None
+        self.timer = asyncio.get_running_loop().call_later(OPEN_ROW_AFTER_SECONDS, self._open)
 
-async def _close_row(
-    pool: aiopg.Pool, execution: Execution, opening: "asyncio.Task[None]", outcome: Outcome, detail: str
-) -> None:
-    # A row being opened is waited for (closing it must update it, not add a second one);
-    # one not due yet is never opened: the finished row is written in one go.
-    if execution.opening:
-        await opening
-    else:
-        opening.cancel()
-    await _finished(pool, execution, outcome, detail)
+    def _open(self) -> None:
+        self.opening = asyncio.create_task(_started(self.pool, self.execution))
+
+    async def close(self, outcome: Outcome, detail: str) -> None:
+        # A row being opened is waited for (closing it must update it, not add a second one);
+        # one not due yet is never opened: the finished row is written in one go.
+        self.timer.cancel()
+        if self.opening is not None:
+            await self.opening
+        await _finished(self.pool, self.execution, outcome, detail)
 
 
 async def _started(pool: aiopg.Pool, execution: Execution) -> None:

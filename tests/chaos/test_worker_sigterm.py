@@ -41,16 +41,7 @@ async def test_a_job_that_ends_within_the_grace_period_finishes_and_no_new_job_i
     deepgram.mode, deepgram.hang_seconds = "hang", 3.0  # the job takes 3 s
     env = worker_env(api.settings, deepgram, grace)
     first = await uploaded(api, alice)
-    worker = Process("worker", env, tmp_path / "worker.log")
-    try:
-        await wait_for(lambda: len(deepgram.requests) == 1, 60, "the worker to start transcribing")
-        worker.terminate()
-        signalled = time.monotonic()
-        second = await queued_upload(api, alice)  # waiting in Redis while the worker drains
-        await worker.exited(grace + SHUTDOWN_SECONDS)
-    finally:
-        worker.kill()
-    took = time.monotonic() - signalled
+    second, took = await terminate_mid_job(api, alice, deepgram, env, tmp_path, grace + SHUTDOWN_SECONDS)
     assert took < grace
 
     done = video_row(api.settings, first)
@@ -72,16 +63,7 @@ async def test_a_job_that_outlasts_the_grace_period_is_handed_back_and_taken_ove
     # One attempt allowed: a hand-back by a stopping worker must not use it up (rolling deploys).
     env = worker_env(api.settings, deepgram, grace, max_attempts=1)
     first = await uploaded(api, alice)
-    worker = Process("worker", env, tmp_path / "worker.log")
-    try:
-        await wait_for(lambda: len(deepgram.requests) == 1, 60, "the worker to start transcribing")
-        worker.terminate()
-        signalled = time.monotonic()
-        second = await queued_upload(api, alice)
-        await worker.exited(grace + SHUTDOWN_SECONDS + 10)
-    finally:
-        worker.kill()
-    took = time.monotonic() - signalled
+    second, took = await terminate_mid_job(api, alice, deepgram, env, tmp_path, grace + SHUTDOWN_SECONDS + 10)
     assert took < grace + SHUTDOWN_SECONDS, f"exited {took:.1f} s after SIGTERM"
 
     handed_back = video_row(api.settings, first)
@@ -107,6 +89,23 @@ async def test_a_job_that_outlasts_the_grace_period_is_handed_back_and_taken_ove
         f"exited {took:.1f} s after SIGTERM (grace {grace:.0f} s), job handed back; "
         f"the next worker completed it {taken_over:.1f} s after starting (lease 60 s)",
     )
+
+
+async def terminate_mid_job(
+    api: Api, token: str, deepgram: FakeDeepgram, env: dict[str, str], tmp_path: Path, exit_within: float
+) -> tuple[str, float]:
+    """Start a worker, SIGTERM it once it is transcribing, upload a second video meanwhile (waiting in
+    Redis while the worker drains); the second video and the seconds from SIGTERM to exit."""
+    worker = Process("worker", env, tmp_path / "worker.log")
+    try:
+        await wait_for(lambda: len(deepgram.requests) == 1, 60, "the worker to start transcribing")
+        worker.terminate()
+        signalled = time.monotonic()
+        second = await queued_upload(api, token)
+        await worker.exited(exit_within)
+    finally:
+        worker.kill()
+    return second, time.monotonic() - signalled
 
 
 async def queued_upload(api: Api, token: str) -> str:

@@ -163,19 +163,23 @@ async def test_a_redirect_is_not_followed(api, settings, alice, receiver):
     assert row["last_error"] == "HTTP 302: redirect to /moved not followed"
 
 
-async def test_a_duplicate_job_does_not_send_twice(api, settings, alice, receiver):
-    await create_webhook(api.client, alice, receiver.url, ["*"])
-    await delete_new_video(api, alice)
-    await drain(settings)
-    assert len(receiver.requests) == 1
-
-    # The same job again (arq re-running it, a relay sending it twice, recovery asking again).
+async def request_the_delivery_again(settings) -> None:
+    """A second job for the one delivery (arq re-running it, a relay sending it twice, recovery asking again)."""
     [row] = deliveries(settings)
     await write(
         settings,
         "INSERT INTO outbox (function, video_id, args) VALUES ('deliver_webhook', %s, %s) RETURNING id",
         (row["video_id"], json.dumps({"deliveryId": row["id"]})),
     )
+
+
+async def test_a_duplicate_job_does_not_send_twice(api, settings, alice, receiver):
+    await create_webhook(api.client, alice, receiver.url, ["*"])
+    await delete_new_video(api, alice)
+    await drain(settings)
+    assert len(receiver.requests) == 1
+
+    await request_the_delivery_again(settings)
     await drain(settings)
     assert len(receiver.requests) == 1
     assert deliveries(settings)[0]["attempts"] == 1
@@ -185,12 +189,7 @@ async def test_concurrent_duplicate_jobs_send_once(api, settings, alice, receive
     receiver.delay = 0.5  # the first attempt is still in flight when the second job starts
     await create_webhook(api.client, alice, receiver.url, ["*"])
     await delete_new_video(api, alice)
-    [row] = deliveries(settings)
-    await write(
-        settings,
-        "INSERT INTO outbox (function, video_id, args) VALUES ('deliver_webhook', %s, %s) RETURNING id",
-        (row["video_id"], json.dumps({"deliveryId": row["id"]})),
-    )
+    await request_the_delivery_again(settings)
     await drain(settings)
     assert len(receiver.requests) == 1
     assert (deliveries(settings)[0]["status"], deliveries(settings)[0]["attempts"]) == ("delivered", 1)
