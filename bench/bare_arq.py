@@ -2,17 +2,24 @@
 
     python bench/bare_arq.py --redis-url URL --queue NAME --max-jobs 4 --poll-delay 0.1 --keep-result 3600
 
-Logging is configured at INFO like `capvid worker`, so arq logs each job in both.
+Logging is configured at INFO like `capvid worker`, so arq logs each job in both, and the loop
+is the one `capvid worker` runs on (uvloop where installed).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+
+try:  # the loop `capvid worker` runs on (workers.settings.new_event_loop), without importing capvid
+    from uvloop import new_event_loop
+except ImportError:
+    from asyncio import new_event_loop
 
 
 async def noop(ctx: dict[str, Any]) -> None:
@@ -28,6 +35,7 @@ def main() -> None:
     parser.add_argument("--keep-result", type=float, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.set_event_loop(new_event_loop())
     Worker(
         functions=[func(noop, name="noop")],
         redis_settings=RedisSettings.from_dsn(args.redis_url),

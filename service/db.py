@@ -10,7 +10,7 @@ is shielded from cancellation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -54,6 +54,7 @@ class Tx:
         self.in_transaction = in_transaction
         self.unsent: list[bytes] = [b"BEGIN"] if in_transaction else []
         self.sent = False  # something reached the server: a rollback has work to do
+        self.committed_callbacks: list[Callable[[], None]] = []
 
     async def _execute(self, sql: str | bytes, params: Params) -> None:
         if self.unsent:
@@ -76,6 +77,14 @@ class Tx:
             self.unsent.append(self.cursor.mogrify(sql, params))
         else:
             await self._execute(sql, params)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this transaction has committed (never if it rolls back); outside a
+        transaction, every statement sent has already committed, so at once."""
+        if self.in_transaction:
+            self.committed_callbacks.append(callback)
+        else:
+            callback()
 
     async def fetchone(self, sql: str, params: Params = None) -> Row | None:
         await self._execute(sql, params)
@@ -108,6 +117,8 @@ async def transaction(pool: aiopg.Pool) -> AsyncIterator[Tx]:
                 if tx.sent:
                     await asyncio.shield(_rollback(conn, cursor))
                 raise
+    for callback in tx.committed_callbacks:
+        callback()
 
 
 async def _rollback(conn: aiopg.Connection, cursor: aiopg.Cursor) -> None:

@@ -71,3 +71,18 @@ async def test_a_failing_first_statement_rolls_back_its_begin(pool):
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute("SELECT 1")  # not stuck in an aborted transaction
         assert await cur.fetchone() == (1,)
+
+
+async def test_after_commit_runs_once_the_transaction_committed_and_never_after_a_rollback(pool):
+    called: list[str] = []
+    async with transaction(pool) as tx:
+        await tx.defer("INSERT INTO db_scratch VALUES (1, 'one')")
+        tx.after_commit(lambda: called.append("committed"))
+        assert called == []
+    assert called == ["committed"] and await notes(pool) == [(1, "one")]
+
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        async with transaction(pool) as tx:
+            tx.after_commit(lambda: called.append("rolled back"))
+            await tx.defer("INSERT INTO db_scratch VALUES (1, 'again')")
+    assert called == ["committed"]

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import aiopg
 from arq import Retry
 
-from service.db import connection
+from service.db import Tx, connection
 from service.ops.heartbeats import this_worker_id
 from workers.outcome import Outcome, outcome_of_exception, outcome_of_result
 
@@ -34,6 +35,8 @@ WRITE_TIMEOUT_SECONDS = 5.0
 # A job still running after this long gets its history row (outcome NULL) before it ends.
 OPEN_ROW_AFTER_SECONDS = 1.0
 PURGE_BATCH = 10_000
+# The history row of the job running in this task (set by `recorded`, read by `end_in`).
+_current_row: ContextVar["_RunningRow | None"] = ContextVar("capvid_job_history_row", default=None)
 DETAIL_CHARS = 2000
 
 # Where a finished job's attempt number and failure reason live, by function.
@@ -148,14 +151,18 @@ def recorded(fn: JobFn, name: str | None = None) -> JobFn:
             return await fn(ctx, *args, **kwargs)
         execution = execution_of(function, ctx, args)
         row = _RunningRow(pool, execution)
+        token = _current_row.set(row)
         try:
             result = await fn(ctx, *args, **kwargs)
         except BaseException as exc:
             # Shielded: a cancelled job (worker stopping) still gets its row finished.
             await asyncio.shield(row.close(outcome_of_exception(exc), describe_exception(exc)))
             raise
+        finally:
+            _current_row.reset(token)
         detail = "" if result is None else str(result)
-        await asyncio.shield(row.close(outcome_of_result(result), detail))
+        if row.ended_with != detail:  # not already finished in the job's last transaction (end_in)
+            await asyncio.shield(row.close(outcome_of_result(result), detail))
         return result
 
     return job
@@ -166,6 +173,19 @@ def _pool(ctx: dict[str, Any]) -> aiopg.Pool | None:
     return getattr(deps, "pool", None)
 
 
+async def end_in(tx: Tx, result: str) -> None:
+    """Finish the running job's history row inside `tx`, the transaction that ends its work, with
+    `result`, what the job is about to return: the record commits with the transition it records
+    and costs no round trip of its own. Without a row that can be finished here (no history, or a
+    running row still being opened), the job's wrapper writes it when the job returns, as usual."""
+    row = _current_row.get()
+    if row is None or not row.can_end_in_transaction():
+        return
+    row.timer.cancel()  # a running row opened now would never be closed
+    await tx.defer(*_finish_statement(row.execution, outcome_of_result(result), result))
+    tx.after_commit(functools.partial(setattr, row, "ended_with", result))
+
+
 class _RunningRow:
     """The job's `job_runs` row: opened (outcome NULL) if the job is still running after
     OPEN_ROW_AFTER_SECONDS, and closed with its outcome when it ends."""
@@ -174,10 +194,14 @@ class _RunningRow:
         self.pool = pool
         self.execution = execution
         self.opening: asyncio.Task[None] | None = None
+        self.ended_with: str | None = None  # the result its row was finished with by end_in
         self.timer = asyncio.get_running_loop().call_later(OPEN_ROW_AFTER_SECONDS, self._open)
 
     def _open(self) -> None:
         self.opening = asyncio.create_task(_started(self.pool, self.execution))
+
+    def can_end_in_transaction(self) -> bool:
+        return self.opening is None or self.opening.done()
 
     async def close(self, outcome: Outcome, detail: str) -> None:
         # A row being opened is waited for (closing it must update it, not add a second one);
@@ -201,6 +225,16 @@ async def _started(pool: aiopg.Pool, execution: Execution) -> None:
 
 
 async def _finished(pool: aiopg.Pool, execution: Execution, outcome: Outcome, detail: str) -> None:
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+            async with connection(pool) as tx:
+                await tx.execute(*_finish_statement(execution, outcome, detail))
+    except Exception as exc:
+        log.warning("job history: end of %s %s not recorded: %s", execution.function, execution.job_id, exc)
+
+
+def _finish_statement(execution: Execution, outcome: Outcome, detail: str) -> tuple[str, dict[str, Any]]:
+    """The row's end: an update of its running row, or the whole row at once."""
     state = _STATE_OF_JOB.get(execution.function, _NO_STATE)
     write = UPDATE_RUN if execution.row_id is not None else INSERT_FINISHED_RUN
     params = {
@@ -214,12 +248,7 @@ async def _finished(pool: aiopg.Pool, execution: Execution, outcome: Outcome, de
     }
     if params["started_at"] is None:
         params["started_at"] = execution.called_at
-    try:
-        async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-            async with connection(pool) as tx:
-                await tx.execute(FINISH_RUN.format(state=state, write=write), params)
-    except Exception as exc:
-        log.warning("job history: end of %s %s not recorded: %s", execution.function, execution.job_id, exc)
+    return FINISH_RUN.format(state=state, write=write), params
 
 
 async def purge_history(pool: aiopg.Pool, days: float) -> int:

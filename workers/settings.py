@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from typing import Any
@@ -10,7 +11,10 @@ from typing import Any
 from arq import cron
 from arq.connections import RedisSettings
 from arq.typing import WorkerSettingsBase
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Function, Worker, func
+from redis.commands.core import AsyncScript
 
 from config import Settings, load_settings
 from service.db import create_pool
@@ -113,6 +117,17 @@ def build_worker_settings(settings: Settings) -> type[WorkerSettingsBase]:
     return type("WorkerSettings", (), worker_settings(settings))
 
 
+# KEYS: the job's in-progress key, the queue; ARGV: job id, now (ms), in-progress timeout (ms).
+# The job's score when this worker now holds it, else nil: arq's start_jobs check, atomically.
+TAKE_JOB = """
+if redis.call('exists', KEYS[1]) == 1 then return nil end
+local score = redis.call('zscore', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
+redis.call('psetex', KEYS[1], ARGV[3], '1')
+return score
+"""
+
+
 class CapvidWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,6 +164,34 @@ class CapvidWorker(Worker):
                     await self._slot_freed.wait()
             except TimeoutError:
                 return
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq's own start_jobs takes a job with WATCH, EXISTS, ZSCORE and MULTI/EXEC: four round
+        # trips to Redis per job, one after the other in the loop that starts every job. TAKE_JOB
+        # makes the same check-and-set in one atomic script.
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            job_id = job_id_b.decode()
+            score = await self._take_job(
+                keys=[in_progress_key_prefix + job_id, self.queue_name],
+                args=[job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
+            )
+            if score is None:
+                # Running elsewhere, finished, or re-queued for later by another worker.
+                self.job_counter -= 1
+                self.sem.release()
+                continue
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+
+    @functools.cached_property
+    def _take_job(self) -> AsyncScript:
+        return self.pool.register_script(TAKE_JOB)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -190,5 +233,18 @@ def create_worker(settings: Settings, **overrides: Any) -> CapvidWorker:
 
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
+    # arq runs on the loop current when the worker is built.
+    asyncio.set_event_loop(new_event_loop())
     worker = create_worker(settings, burst=burst)
     worker.run()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux and macOS): the same asyncio API, with a loop and socket
+    I/O written in C. A job is mostly round trips to Postgres and Redis, and on a small machine
+    the loop's own work per round trip is a good part of a worker's CPU (bench/README.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -60,10 +60,23 @@ class TextFormatter(logging.Formatter):
         return f"{first} [{ids}]{newline}{rest}"
 
 
+class ArqJobLines(logging.Filter):
+    """Drops arq's own line at each job's start and successful end (arq.worker, INFO): the worker logs
+    one structured line when a job ends (workers/metrics.py: function, outcome, duration, ids), and
+    job_runs shows what is running. arq's lines come back with LOG_LEVEL=DEBUG; its retries,
+    cancellations and failures are always logged."""
+
+    FORMATS = frozenset({"%6.2fs → %s(%s)%s", "%6.2fs ← %s ● %s"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.FORMATS or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def log_handler(log_format: LogFormat, stream: IO[str] | None = None) -> logging.Handler:
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonLineFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(ArqJobLines())
     return handler
 
 
@@ -74,3 +87,4 @@ def setup_logging(log_format: LogFormat, level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(log_handler(log_format))
     root.setLevel(level)
+

@@ -132,3 +132,17 @@ async def test_a_streamed_response_carries_the_request_id(aiohttp_client, settin
     assert response.status == 200 and response.headers["X-Request-ID"] == "stream-1"
     assert await response.read() == b"data: 1\n\n"
     assert access_lines(json_logs(), "stream-1")[0]["route"] == "/test/stream"
+
+
+def test_arq_s_own_job_start_and_end_lines_are_left_out_unless_debugging(json_logs):
+    arq_log = logging.getLogger("arq.worker")
+    arq_log.info("%6.2fs → %s(%s)%s", 0.01, "capvid:1:transcribe", "'v1'", "")
+    arq_log.info("%6.2fs ← %s ● %s", 0.02, "capvid:1:transcribe", "'COMPLETE'")
+    arq_log.info("%6.2fs ↻ %s retrying job in %0.2fs", 0.03, "capvid:1:transcribe", 2.0)
+    assert [line["message"] for line in json_logs() if line["logger"] == "arq.worker"] == [
+        "  0.03s ↻ capvid:1:transcribe retrying job in 2.00s"
+    ]
+
+    logging.getLogger().setLevel(logging.DEBUG)
+    arq_log.info("%6.2fs ← %s ● %s", 0.04, "capvid:2:transcribe", "'COMPLETE'")
+    assert json_logs()[-1]["message"] == "  0.04s ← capvid:2:transcribe ● 'COMPLETE'"

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from pydantic import SecretStr
 
 from config import Settings
-from service.db import create_pool
+from service.db import DatabaseError, create_pool, transaction
 from tests.helpers import drain, query, write
 from tests.ops.conftest import add_job_run
 from tests.pipeline.conftest import uploaded, with_deepgram
@@ -131,6 +131,38 @@ async def test_a_short_job_is_written_once_when_it_ends_and_a_long_one_shows_run
     release.set()
     assert await task == "COMPLETE"
     assert [(r["id"], r["outcome"]) for r in runs(settings)] == [(row["id"], "complete"), (running["id"], "complete")]
+
+
+async def test_a_job_ending_in_its_transaction_writes_its_row_with_the_commit(settings, pool):
+    seen_inside: list[list[dict[str, Any]]] = []
+
+    async def ends_in_transaction(ctx: dict[str, Any], video_id: str, args: dict[str, Any]) -> str:
+        async with transaction(pool) as tx:
+            await tx.execute("SELECT 1")
+            await history.end_in(tx, "COMPLETE")
+            seen_inside.append(runs(settings))  # deferred: nothing is written before the commit
+        return "COMPLETE"
+
+    assert await recorded(ends_in_transaction)(job_ctx(pool), "v1", {"run": 1}) == "COMPLETE"
+    assert seen_inside == [[]]
+    [row] = runs(settings)
+    assert (row["function"], row["outcome"], row["detail"], row["run"]) == (
+        "ends_in_transaction", "complete", "COMPLETE", 1
+    )
+
+
+async def test_a_job_whose_last_transaction_rolls_back_is_recorded_by_its_wrapper(settings, pool):
+    async def rolls_back(ctx: dict[str, Any], video_id: str, args: dict[str, Any]) -> str:
+        async with transaction(pool) as tx:
+            await history.end_in(tx, "COMPLETE")
+            await tx.execute("SELECT 1 / 0")
+        return "COMPLETE"
+
+    with pytest.raises(DatabaseError):
+        await recorded(rolls_back)(job_ctx(pool), "v1", {"run": 1})
+    [row] = runs(settings)
+    assert (row["function"], row["outcome"]) == ("rolls_back", "failed")
+    assert row["detail"].startswith("DivisionByZero")
 
 
 async def test_history_never_fails_the_job_when_postgres_is_away(settings, caplog, monkeypatch):

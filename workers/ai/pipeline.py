@@ -13,6 +13,7 @@ from service.storage import transcript_key
 from workers.ai import queries as q
 from workers.ai.engines import AIResult, TransientAIError
 from workers.deps import Deps
+from workers.history import end_in
 from workers.leases import LeaseLost, run_with_heartbeat
 from workers.transcription import vtt
 
@@ -96,6 +97,8 @@ async def finish(deps: Deps, video_id: str, run: int, attempt: int, result: AIRe
     await report_step(deps, video_id, run, attempt, "saving")
     async with transaction(deps.pool) as tx:
         written = await q.complete(tx, video_id, run, attempt, result.title, result.summary, chapters)
+        if written:
+            await end_in(tx, "COMPLETE")
     return "COMPLETE" if written else "superseded or deleted before completion: nothing written"
 
 

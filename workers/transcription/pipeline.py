@@ -16,6 +16,7 @@ from service.events import record_event
 from service.events.progress import report_progress
 from service.storage import StorageUnavailable, transcript_key
 from workers.deps import Deps
+from workers.history import end_in
 from workers.leases import LeaseLost, report_while, run_with_heartbeat
 from workers.metrics import observe_real_time_factor
 from workers.transcription import queries as q
@@ -160,6 +161,7 @@ async def finish(deps: Deps, attempt: Attempt, transcript: Transcript) -> str:
             {"note": note} if note else None,
         )
         await announce_ai_run(tx, attempt.video_id, attempt.owner_id, video["ai_run"], skip_reason)
+        await end_in(tx, "COMPLETE")
     return "COMPLETE"
 
 
