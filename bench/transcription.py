@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,7 @@ if __package__ in (None, ""):
 
 import aiohttp  # noqa: E402
 import av  # noqa: E402
+import psycopg2  # noqa: E402
 import redis  # noqa: E402
 
 from bench.common import (  # noqa: E402
@@ -51,9 +50,6 @@ from workers.transcription.engines.whisper import (  # noqa: E402
 NAME = "transcription"
 TARGET = 1.15
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-# arq's own log lines: "→" when a job starts (delay since enqueue), "←" when it ends (run time).
-JOB_START = re.compile(r"(\d+\.\d+)s → (\S+):transcribe\('([^']+)'")
-JOB_END = re.compile(r"(\d+\.\d+)s ← (\S+):transcribe ●")
 Children = dict[str, "subprocess.Popen[bytes]"]
 NAN = float("nan")
 BUSY_CORES = 0.25
@@ -64,9 +60,9 @@ class Round:
     direct: float
     pipeline: float
     upload: float  # PUT until its response: streaming to storage, the commit with the outbox row
-    queue: float  # arq: enqueue until the job starts (the worker's poll delay)
-    job: float  # arq: the job's run time (claim, engine, VTT, COMPLETE commit)
-    rest: float  # relay (commit -> enqueue), the status poll's lag, arq's 10 ms rounding
+    queue: float  # job history: enqueue until the job starts (the worker's poll delay)
+    job: float  # job history: the job's run time (claim, engine, VTT, up to its COMPLETE commit)
+    rest: float  # relay (commit -> enqueue), the status poll's lag
     # CPU seconds (Linux /proc, else NaN): the direct call's, the worker's during the pipeline, the status
     # polling's (web + this client), and everyone else's during each (other processes, Postgres, Redis).
     direct_cpu: float = NAN
@@ -217,26 +213,21 @@ async def wait_ai_settled(http: aiohttp.ClientSession, base: str, video_id: str)
     raise BenchError(f"AI generation of {video_id} did not settle in 300 s")
 
 
-def log_messages(path: Path) -> str:
-    """The log's messages, one a line, whether it is written as text or as JSON lines (LOG_FORMAT)."""
-    lines = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        lines.append(str(record.get("message", "")) if isinstance(record, dict) else line)
-    return "\n".join(lines)
-
-
-def job_times(worker_log: Path, video_id: str) -> tuple[float, float]:
-    text = log_messages(worker_log)
-    starts = {m[2]: float(m[1]) for m in JOB_START.finditer(text) if m[3] == video_id}
-    ends = {m[2]: float(m[1]) for m in JOB_END.finditer(text) if m[2] in starts}
-    if len(starts) != 1 or len(ends) != 1:
-        raise BenchError(f"expected one finished transcribe job for {video_id} in the worker log")
-    ((job_id, queue),) = starts.items()
-    return queue, ends[job_id]
+def job_times(settings: Settings, video_id: str) -> tuple[float, float]:
+    """The transcription job's wait in the queue and its run time, from its job history row (queued by
+    the relay, started when arq called it, finished with its completing transaction)."""
+    with psycopg2.connect(settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT extract(epoch FROM started_at - queued_at), extract(epoch FROM finished_at - started_at)
+               FROM job_runs WHERE function = 'transcribe' AND video_id = %s AND outcome = 'complete'""",
+            (video_id,),
+        )
+        rows = cur.fetchall()
+    conn.close()
+    if len(rows) != 1:
+        raise BenchError(f"expected one completed transcribe job for {video_id} in job_runs, found {len(rows)}")
+    ((queue, job),) = rows
+    return float(queue), float(job)
 
 
 async def measure(settings: Settings, args: argparse.Namespace, media: Path, tmp: Path, base: str,
@@ -255,7 +246,7 @@ async def measure(settings: Settings, args: argparse.Namespace, media: Path, tmp
             video_id, pipeline, upload = await run_pipeline(http, base, body, args.poll)
             after = cpu_snapshot(children)
             await wait_ai_settled(http, base, video_id)
-            queue, job = job_times(tmp / "worker.log", video_id)
+            queue, job = job_times(settings, video_id)
             row = Round(direct, pipeline, upload, queue, job, pipeline - upload - queue - job,
                         segments=watch.segments, fallbacks=watch.fallbacks)
             if before and middle and after:

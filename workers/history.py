@@ -53,8 +53,8 @@ _STATE_OF_JOB = {
 _NO_STATE = "SELECT NULL::integer AS attempt, NULL::text AS error WHERE false"
 
 INSERT_RUN = """
-INSERT INTO job_runs (job_id, function, video_id, run, try, worker, queued_at)
-VALUES (%(job_id)s, %(function)s, %(video_id)s, %(run)s, %(try)s, %(worker)s, %(queued_at)s)
+INSERT INTO job_runs (job_id, function, video_id, run, try, worker, queued_at, started_at)
+VALUES (%(job_id)s, %(function)s, %(video_id)s, %(run)s, %(try)s, %(worker)s, %(queued_at)s, %(called_at)s)
 RETURNING id, started_at
 """
 
@@ -67,14 +67,16 @@ WITH state AS ({state}), done AS (
 )
 {write}
 """
+# clock_timestamp(), not now(): a row finished inside the job's last transaction (end_in) ends when
+# that transaction does, not when it began.
 UPDATE_RUN = """
-UPDATE job_runs SET finished_at = now(), outcome = %(outcome)s, attempt = done.attempt, detail = done.detail
+UPDATE job_runs SET finished_at = clock_timestamp(), outcome = %(outcome)s, attempt = done.attempt, detail = done.detail
 FROM done WHERE job_runs.id = %(id)s
 """
 INSERT_FINISHED_RUN = """
 INSERT INTO job_runs (job_id, function, video_id, run, try, worker, queued_at, started_at, finished_at, outcome,
                       attempt, detail)
-SELECT %(job_id)s, %(function)s, %(video_id)s, %(run)s, %(try)s, %(worker)s, %(queued_at)s, %(started_at)s, now(),
+SELECT %(job_id)s, %(function)s, %(video_id)s, %(run)s, %(try)s, %(worker)s, %(queued_at)s, %(started_at)s, clock_timestamp(),
        %(outcome)s, done.attempt, done.detail
 FROM done
 """
@@ -107,6 +109,7 @@ class Execution:
             "try": self.job_try,
             "worker": this_worker_id(),
             "queued_at": self.queued_at,
+            "called_at": self.called_at,
             "started_at": self.started_at,
         }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -123,11 +123,14 @@ async def test_a_short_job_is_written_once_when_it_ends_and_a_long_one_shows_run
     assert (row["function"], row["outcome"]) == ("quick", "complete")
     assert row["started_at"] <= row["finished_at"]
 
+    called = datetime.now(timezone.utc)
     task = asyncio.create_task(recorded(slow)(job_ctx(pool), "v2", {"run": 1}))
     while len(runs(settings)) < 2:
         await asyncio.sleep(0.01)
     running = runs(settings)[1]
     assert (running["function"], running["outcome"], running["finished_at"]) == ("slow", None, None)
+    # Its start is when it was called, not when its row was written (OPEN_ROW_AFTER_SECONDS later).
+    assert running["started_at"] - called < timedelta(seconds=0.05)
     release.set()
     assert await task == "COMPLETE"
     assert [(r["id"], r["outcome"]) for r in runs(settings)] == [(row["id"], "complete"), (running["id"], "complete")]
