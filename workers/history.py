@@ -5,8 +5,9 @@ failure that our pipelines handled themselves (a video set to ERROR is a success
 `recorded(fn)` wraps a job function: one row with its outcome, the video's attempt and the
 reason when it ends; a job still running after OPEN_ROW_AFTER_SECONDS gets its row then
 (outcome NULL while it runs), so ops see long jobs running while short ones cost a single
-write. Recording is best effort: a history write that fails or takes too long is logged and
-the job goes on.
+write. A history write of its own is best effort: one that fails or takes too long is logged and
+the job goes on. A pipeline that completes its video finishes the row inside that transaction
+(`end_in`): the row then commits, or rolls back, with the completion it records.
 """
 
 from __future__ import annotations
