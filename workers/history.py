@@ -36,9 +36,9 @@ WRITE_TIMEOUT_SECONDS = 5.0
 # A job still running after this long gets its history row (outcome NULL) before it ends.
 OPEN_ROW_AFTER_SECONDS = 1.0
 PURGE_BATCH = 10_000
+DETAIL_CHARS = 2000
 # The history row of the job running in this task (set by `recorded`, read by `end_in`).
 _current_row: ContextVar["_RunningRow | None"] = ContextVar("capvid_job_history_row", default=None)
-DETAIL_CHARS = 2000
 
 # Where a finished job's attempt number and failure reason live, by function.
 _STATE_OF_JOB = {
@@ -71,14 +71,15 @@ WITH state AS ({state}), done AS (
 # clock_timestamp(), not now(): a row finished inside the job's last transaction (end_in) ends when
 # that transaction does, not when it began.
 UPDATE_RUN = """
-UPDATE job_runs SET finished_at = clock_timestamp(), outcome = %(outcome)s, attempt = done.attempt, detail = done.detail
+UPDATE job_runs SET finished_at = clock_timestamp(), outcome = %(outcome)s, attempt = done.attempt,
+                    detail = done.detail
 FROM done WHERE job_runs.id = %(id)s
 """
 INSERT_FINISHED_RUN = """
 INSERT INTO job_runs (job_id, function, video_id, run, try, worker, queued_at, started_at, finished_at, outcome,
                       attempt, detail)
-SELECT %(job_id)s, %(function)s, %(video_id)s, %(run)s, %(try)s, %(worker)s, %(queued_at)s, %(started_at)s, clock_timestamp(),
-       %(outcome)s, done.attempt, done.detail
+SELECT %(job_id)s, %(function)s, %(video_id)s, %(run)s, %(try)s, %(worker)s, %(queued_at)s, %(started_at)s,
+       clock_timestamp(), %(outcome)s, done.attempt, done.detail
 FROM done
 """
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
-from arq.typing import WorkerSettingsBase
 from arq.constants import in_progress_key_prefix
+from arq.typing import WorkerSettingsBase
 from arq.utils import timestamp_ms
 from arq.worker import Function, Worker, func
 from redis.commands.core import AsyncScript

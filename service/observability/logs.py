@@ -87,4 +87,3 @@ def setup_logging(log_format: LogFormat, level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(log_handler(log_format))
     root.setLevel(level)
-
