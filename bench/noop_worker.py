@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import Settings  # noqa: E402
 from service.cli import main as capvid_main  # noqa: E402
-from workers import settings as worker_module  # noqa: E402
 from service.db import Tx  # noqa: E402
+from workers import settings as worker_module  # noqa: E402
 from workers.transcription import queries as transcription_queries  # noqa: E402
 from workers.transcription.engines import ProgressCallback, Transcript  # noqa: E402
 
