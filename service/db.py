@@ -2,7 +2,8 @@
 
 aiopg connections are autocommit, so a transaction is an explicit BEGIN/COMMIT on one
 cursor; its BEGIN and its deferred writes travel with its next statement (see Tx), which
-saves round trips on the hot paths of the worker. A connection handed back
+saves round trips on the hot paths of the worker. The worker's per-job statements are `Prepared`:
+Postgres parses and plans each once per connection instead of on every call. A connection handed back
 mid-transaction would be dropped by the pool with a ResourceWarning, so the rollback path
 is shielded from cancellation.
 """
@@ -10,12 +11,15 @@ is shielded from cancellation.
 from __future__ import annotations
 
 import asyncio
+import re
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import aiopg
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
@@ -41,6 +45,37 @@ async def create_pool(settings: Settings, minsize: int | None = None, maxsize: i
     )
 
 
+class Prepared:
+    """A statement run often enough that parsing and planning it on every call shows in Postgres' CPU
+    (a job's claim, heartbeat and completion). Written like any statement, with %(name)s parameters
+    (a cast such as %(lease)s::float8 types one); each connection PREPAREs it on first use and then
+    sends only EXECUTE with the values. Prepared statements live as long as their session, which is
+    why a pooler in front of Postgres must run in session mode (LISTEN needs that anyway)."""
+
+    _PARAMETER = re.compile(r"%\((\w+)\)s")
+
+    def __init__(self, name: str, sql: str) -> None:
+        self.name = name
+        self.sql = sql
+        self.parameters: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in self.parameters:
+                self.parameters.append(match.group(1))
+            return f"${self.parameters.index(match.group(1)) + 1}"
+
+        self.prepare = f"PREPARE {name} AS {self._PARAMETER.sub(number, sql)}"
+        self.execute = f"EXECUTE {name}({', '.join(['%s'] * len(self.parameters))})"
+
+    def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(params[name] for name in self.parameters)
+
+
+# The statements each live connection has prepared. PREPARE is not transactional: once it ran, the
+# statement exists for the session even if the transaction around it rolled back.
+_prepared_on: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
+
+
 class Tx:
     """A cursor on one connection, with helpers that return dict rows.
 
@@ -56,27 +91,46 @@ class Tx:
         self.sent = False  # something reached the server: a rollback has work to do
         self.committed_callbacks: list[Callable[[], None]] = []
 
-    async def _execute(self, sql: str | bytes, params: Params) -> None:
+    async def _execute(self, sql: str | bytes | Prepared, params: Params) -> None:
+        if isinstance(sql, Prepared):
+            sql, params = await self._executing(sql, params)
         if self.unsent:
             statement = sql if isinstance(sql, bytes) else self.cursor.mogrify(sql, params)
             # Rendered here, so no text of one statement is taken for another's placeholder.
             sql, params = b";".join([*self.unsent, statement]), None
             self.unsent.clear()
         self.sent = True
-        # psycopg2 takes a rendered query as bytes as well (aiopg's annotation says str only).
-        await self.cursor.execute(cast(str, sql), params)
+        try:
+            # psycopg2 takes a rendered query as bytes as well (aiopg's annotation says str only).
+            await self.cursor.execute(cast(str, sql), params)
+        except psycopg2.errors.InvalidSqlStatementName:
+            # The session lost its prepared statements (DISCARD ALL): prepare again on next use.
+            _prepared_on.pop(self.cursor.raw.connection, None)
+            raise
 
-    async def execute(self, sql: str, params: Params = None) -> int:
+    async def _executing(self, statement: Prepared, params: Params) -> tuple[str, tuple[Any, ...]]:
+        """The EXECUTE of `statement`, once this connection has prepared it: the PREPARE runs on its own
+        (once per connection), so whether it happened is never in doubt."""
+        prepared = _prepared_on.setdefault(self.cursor.raw.connection, set())
+        if statement.name not in prepared:
+            await self.cursor.execute(statement.prepare)
+            prepared.add(statement.name)
+        assert isinstance(params, Mapping), "a Prepared statement takes named parameters"
+        return statement.execute, statement.values(params)
+
+    async def execute(self, sql: str | Prepared, params: Params = None) -> int:
         await self._execute(sql, params)
         return int(self.cursor.rowcount)
 
-    async def defer(self, sql: str, params: Params = None) -> None:
+    async def defer(self, sql: str | Prepared, params: Params = None) -> None:
         """A write whose result (or failure) matters only to the transaction as a whole: it is sent
         with the transaction's next statement or its COMMIT. Outside a transaction, it runs now."""
-        if self.in_transaction:
-            self.unsent.append(self.cursor.mogrify(sql, params))
-        else:
+        if not self.in_transaction:
             await self._execute(sql, params)
+            return
+        if isinstance(sql, Prepared):
+            sql, params = await self._executing(sql, params)
+        self.unsent.append(self.cursor.mogrify(sql, params))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this transaction has committed (never if it rolls back); outside a
@@ -86,16 +140,16 @@ class Tx:
         else:
             callback()
 
-    async def fetchone(self, sql: str, params: Params = None) -> Row | None:
+    async def fetchone(self, sql: str | Prepared, params: Params = None) -> Row | None:
         await self._execute(sql, params)
         row = await self.cursor.fetchone()
         return dict(row) if row is not None else None
 
-    async def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+    async def fetchall(self, sql: str | Prepared, params: Params = None) -> list[Row]:
         await self._execute(sql, params)
         return [dict(row) for row in await self.cursor.fetchall()]
 
-    async def fetchval(self, sql: str, params: Params = None) -> Any:
+    async def fetchval(self, sql: str | Prepared, params: Params = None) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else next(iter(row.values()))
 

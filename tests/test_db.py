@@ -1,5 +1,5 @@
 """service.db transactions: the BEGIN and deferred writes ride on the next statement, with the same
-all-or-nothing result as one statement per round trip."""
+all-or-nothing result as one statement per round trip; prepared statements, once per connection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from config import Settings
-from service.db import create_pool, transaction
+from service.db import Prepared, connection, create_pool, transaction
 
 SCRATCH = "CREATE TABLE IF NOT EXISTS db_scratch (id int PRIMARY KEY, note text NOT NULL)"
 
@@ -86,3 +86,57 @@ async def test_after_commit_runs_once_the_transaction_committed_and_never_after_
             tx.after_commit(lambda: called.append("rolled back"))
             await tx.defer("INSERT INTO db_scratch VALUES (1, 'again')")
     assert called == ["committed"]
+
+
+# A named parameter used twice, and a cast that types it for PREPARE.
+INSERT_NOTE = Prepared(
+    "db_scratch_insert", "INSERT INTO db_scratch VALUES (%(id)s, %(note)s::text || '/' || %(note)s) RETURNING id"
+)
+
+
+async def prepared_here(pool: aiopg.Pool) -> list[str]:
+    async with connection(pool) as tx:
+        rows = await tx.fetchall("SELECT name FROM pg_prepared_statements WHERE name = %s", (INSERT_NOTE.name,))
+    return [row["name"] for row in rows]
+
+
+@pytest.fixture
+async def one_connection(pool: aiopg.Pool, settings: Settings) -> AsyncIterator[aiopg.Pool]:
+    """A pool of one connection: every statement below runs in the same session."""
+    single = await create_pool(settings, minsize=0, maxsize=1)
+    yield single
+    single.close()
+    await single.wait_closed()
+
+
+async def test_a_prepared_statement_is_prepared_once_per_connection_and_takes_named_values(one_connection):
+    assert await prepared_here(one_connection) == []
+    async with connection(one_connection) as tx:
+        assert await tx.fetchval(INSERT_NOTE, {"note": "a", "id": 1}) == 1
+    async with transaction(one_connection) as tx:
+        await tx.defer(INSERT_NOTE, {"id": 2, "note": "it's 100%"})
+    assert await prepared_here(one_connection) == ["db_scratch_insert"]
+    assert await notes(one_connection) == [(1, "a/a"), (2, "it's 100%/it's 100%")]
+
+
+async def test_a_statement_prepared_in_a_rolled_back_transaction_stays_prepared(one_connection):
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        async with transaction(one_connection) as tx:
+            await tx.execute("INSERT INTO db_scratch VALUES (1, 'first')")
+            await tx.fetchone(INSERT_NOTE, {"id": 1, "note": "duplicate"})
+    # PREPARE is not transactional: preparing it again would fail ("already exists").
+    async with transaction(one_connection) as tx:
+        await tx.fetchone(INSERT_NOTE, {"id": 1, "note": "again"})
+    assert await notes(one_connection) == [(1, "again/again")]
+
+
+async def test_a_session_that_lost_its_prepared_statements_prepares_them_again(one_connection):
+    async with connection(one_connection) as tx:
+        await tx.fetchone(INSERT_NOTE, {"id": 1, "note": "one"})
+        await tx.execute("DISCARD ALL")
+    with pytest.raises(psycopg2.errors.InvalidSqlStatementName):
+        async with connection(one_connection) as tx:
+            await tx.fetchone(INSERT_NOTE, {"id": 2, "note": "lost"})
+    async with connection(one_connection) as tx:
+        await tx.fetchone(INSERT_NOTE, {"id": 3, "note": "three"})
+    assert await notes(one_connection) == [(1, "one/one"), (3, "three/three")]

@@ -24,7 +24,7 @@ from typing import Any
 import aiopg
 from arq import Retry
 
-from service.db import Tx, connection
+from service.db import Prepared, Tx, connection
 from service.ops.heartbeats import this_worker_id
 from workers.outcome import Outcome, outcome_of_exception, outcome_of_result
 
@@ -63,8 +63,8 @@ RETURNING id, started_at
 FINISH_RUN = """
 WITH state AS ({state}), done AS (
     SELECT (SELECT attempt FROM state) AS attempt,
-           CASE WHEN %(with_reason)s AND (SELECT error FROM state) IS NOT NULL
-                THEN %(detail)s || ': ' || (SELECT error FROM state) ELSE %(detail)s END AS detail
+           CASE WHEN %(with_reason)s::boolean AND (SELECT error FROM state) IS NOT NULL
+                THEN %(detail)s::text || ': ' || (SELECT error FROM state) ELSE %(detail)s::text END AS detail
 )
 {write}
 """
@@ -238,10 +238,16 @@ async def _finished(pool: aiopg.Pool, execution: Execution, outcome: Outcome, de
         log.warning("job history: end of %s %s not recorded: %s", execution.function, execution.job_id, exc)
 
 
-def _finish_statement(execution: Execution, outcome: Outcome, detail: str) -> tuple[str, dict[str, Any]]:
-    """The row's end: an update of its running row, or the whole row at once."""
-    state = _STATE_OF_JOB.get(execution.function, _NO_STATE)
-    write = UPDATE_RUN if execution.row_id is not None else INSERT_FINISHED_RUN
+@functools.cache
+def _finish_run(function: str, running_row: bool) -> Prepared:
+    """The row's end: an update of its running row, or the whole row at once (the job's state read
+    from where `function` keeps it). Every job ends with one: prepared, once per connection."""
+    name = f"finish_job_run_{function if function in _STATE_OF_JOB else 'stateless'}_{int(running_row)}"
+    write = UPDATE_RUN if running_row else INSERT_FINISHED_RUN
+    return Prepared(name, FINISH_RUN.format(state=_STATE_OF_JOB.get(function, _NO_STATE), write=write))
+
+
+def _finish_statement(execution: Execution, outcome: Outcome, detail: str) -> tuple[Prepared, dict[str, Any]]:
     params = {
         **execution.params(),
         "id": execution.row_id,
@@ -253,7 +259,7 @@ def _finish_statement(execution: Execution, outcome: Outcome, detail: str) -> tu
     }
     if params["started_at"] is None:
         params["started_at"] = execution.called_at
-    return FINISH_RUN.format(state=state, write=write), params
+    return _finish_run(execution.function, execution.row_id is not None), params
 
 
 async def purge_history(pool: aiopg.Pool, days: float) -> int:

@@ -13,13 +13,20 @@ from typing import Any, Literal
 
 import aiopg
 
-from service.db import Json, Row, Tx, connection
+from service.db import Json, Prepared, Row, Tx, connection
 
 EventKind = Literal["transcription", "ai", "deleted"]
 EVENTS_CHANNEL = "capvid_events"
 # Key space of the per-video event lock (two-int advisory locks do not meet one-bigint ones).
 _LOCK_CLASS = 0x63766576  # "cvev"
 EVENT_COLUMNS = "id, video_id, kind, status, run, attempt, detail"
+INSERT_EVENT = Prepared(
+    "insert_video_event",
+    """
+    INSERT INTO video_events (video_id, owner_id, kind, status, run, attempt, detail)
+    VALUES (%(video_id)s, %(owner_id)s, %(kind)s, %(status)s, %(run)s, %(attempt)s, %(detail)s)
+    """,
+)
 
 
 async def record_event(
@@ -32,15 +39,10 @@ async def record_event(
     attempt: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    # Nobody reads its result: it travels with the transaction's next statement or its COMMIT.
-    await tx.defer(
-        """
-        SELECT pg_advisory_xact_lock(%s, hashtext(%s));
-        INSERT INTO video_events (video_id, owner_id, kind, status, run, attempt, detail)
-        VALUES (%s, %s, %s, %s, %s, %s, %s)
-        """,
-        (_LOCK_CLASS, video_id, video_id, owner_id, kind, status, run, attempt, Json(detail or {})),
-    )
+    # Nobody reads their results: they travel with the transaction's next statement or its COMMIT.
+    await tx.defer("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, video_id))
+    await tx.defer(INSERT_EVENT, {"video_id": video_id, "owner_id": owner_id, "kind": kind, "status": status,
+                                  "run": run, "attempt": attempt, "detail": Json(detail or {})})
 
 
 async def events_after(pool: aiopg.Pool, video_id: str, after_id: int) -> list[Row]:

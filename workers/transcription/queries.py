@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from service.ai.queries import START_AI_RUN, ai_run_status
-from service.db import Row, Tx
+from service.db import Prepared, Row, Tx
 from service.events import record_event
 
 GUARD = "id = %(video_id)s AND transcription_status = 'PROCESSING' AND transcription_run = %(run)s"
 HELD = GUARD + " AND transcription_attempt = %(attempt)s"
 
 
-async def claim(tx: Tx, video_id: str, run: int, lease_seconds: float, engine: str) -> Row | None:
-    """Take the video for one attempt, unless another attempt holds a live lease."""
-    return await tx.fetchone(
-        f"""
+CLAIM = Prepared(
+    "transcription_claim",
+    f"""
         UPDATE videos SET
             transcription_attempt = transcription_attempt + 1,
             transcription_lease_until = now() + %(lease)s * interval '1 second',
@@ -25,19 +24,38 @@ async def claim(tx: Tx, video_id: str, run: int, lease_seconds: float, engine: s
         RETURNING owner_id, source, media_key, transcription_attempt AS attempt, transcription_error AS last_error,
                   transcription_attempt - transcription_handbacks AS counted
         """,
-        {"video_id": video_id, "run": run, "lease": lease_seconds, "engine": engine},
-    )
-
-
-async def heartbeat(tx: Tx, video_id: str, run: int, attempt: int, lease_seconds: float, progress: float) -> bool:
-    count = await tx.execute(
-        f"""
+)
+HEARTBEAT = Prepared(
+    "transcription_heartbeat",
+    f"""
         UPDATE videos SET
             transcription_lease_until = now() + %(lease)s * interval '1 second',
             transcription_heartbeat_at = now(),
             transcription_progress = %(progress)s
         WHERE {HELD}
         """,
+)
+COMPLETE = Prepared(
+    "transcription_complete",
+    f"""
+        UPDATE videos SET transcription_status = 'COMPLETE', transcription_lease_until = NULL,
+                          transcription_progress = 1, transcription_error = NULL, transcription_note = %(note)s,
+                          transcription_finished_at = now(), duration = COALESCE(%(duration)s, duration),
+                          {START_AI_RUN}, updated_at = now()
+        WHERE {HELD}
+        RETURNING owner_id, ai_run
+        """,
+)
+
+
+async def claim(tx: Tx, video_id: str, run: int, lease_seconds: float, engine: str) -> Row | None:
+    """Take the video for one attempt, unless another attempt holds a live lease."""
+    return await tx.fetchone(CLAIM, {"video_id": video_id, "run": run, "lease": lease_seconds, "engine": engine})
+
+
+async def heartbeat(tx: Tx, video_id: str, run: int, attempt: int, lease_seconds: float, progress: float) -> bool:
+    count = await tx.execute(
+        HEARTBEAT,
         {"video_id": video_id, "run": run, "attempt": attempt, "lease": lease_seconds, "progress": progress},
     )
     return count == 1
@@ -88,14 +106,7 @@ async def complete(
     """COMPLETE, and the AI run it starts (QUEUED, or SKIPPED for `ai_skip_reason`), in one guarded
     update; None when the attempt no longer holds the video. The row stays locked until commit."""
     return await tx.fetchone(
-        f"""
-        UPDATE videos SET transcription_status = 'COMPLETE', transcription_lease_until = NULL,
-                          transcription_progress = 1, transcription_error = NULL, transcription_note = %(note)s,
-                          transcription_finished_at = now(), duration = COALESCE(%(duration)s, duration),
-                          {START_AI_RUN}, updated_at = now()
-        WHERE {HELD}
-        RETURNING owner_id, ai_run
-        """,
+        COMPLETE,
         {"video_id": video_id, "run": run, "attempt": attempt, "duration": duration, "note": note,
          "status": ai_run_status(ai_skip_reason), "ai_note": ai_skip_reason},
     )
