@@ -1,7 +1,7 @@
 """Worker overhead benchmark: jobs per second through our whole transition path with a no-op engine,
 against bare arq running a no-op function, same Redis, same worker settings, in one run.
 
-    python bench/jobs.py [--jobs N] [--quick]
+    python bench/jobs.py [--jobs N] [--rounds 3] [--quick]
 
 Ours: N transcription requests committed the way an upload commits them (the video's media recorded,
 PROCESSING, the outbox row and the event, one transaction each) and relayed to arq the way the web
@@ -12,7 +12,8 @@ with its event (and AI SKIPPED: an empty transcript) and the job history row in 
 with our max_jobs, poll_delay and keep_result.
 
 Both sides have their work queued before the worker starts, and the rate is N over the time from
-the first job's start to the last job's end (arq's own result records). Target: ours >= 0.5 of bare.
+the first job's start to the last job's end (arq's own result records). Each round runs every side once,
+in alternating order; the figures are the medians over the rounds. Target: ours >= 0.5 of bare.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import statistics
 import subprocess
 import sys
 import time
@@ -211,30 +213,37 @@ async def run_bare(stack: ExitStack, settings: Settings, tmp: Path, jobs: int, m
         await redis.aclose()
 
 
-async def measure(settings: Settings, tmp: Path, args: argparse.Namespace) -> dict[str, Drain]:
-    drains: dict[str, Drain] = {}
-    # One worker at a time: each side has the machine to itself.
-    for label, run in (("bare", lambda s: run_bare(s, settings, tmp, args.jobs, args.max_jobs)),
-                       ("heartbeat", lambda s: run_ours(s, settings, tmp, args.jobs, True, args.max_jobs)),
-                       ("plain", lambda s: run_ours(s, settings, tmp, args.jobs, False, args.max_jobs))):
-        with ExitStack() as stack:
-            drains[label] = await run(stack)
-        beats = "" if math.isnan(drains[label].heartbeats) else f", {drains[label].heartbeats:.2f} heartbeats a job"
-        print(f"  {label:>9}: {args.jobs} jobs in {drains[label].seconds:.2f} s, {drains[label].rate:,.0f} jobs/s"
-              f"{beats}", flush=True)
+async def measure(settings: Settings, tmp: Path, args: argparse.Namespace) -> dict[str, list[Drain]]:
+    sides = {
+        "bare": lambda stack: run_bare(stack, settings, tmp, args.jobs, args.max_jobs),
+        "heartbeat": lambda stack: run_ours(stack, settings, tmp, args.jobs, True, args.max_jobs),
+        "plain": lambda stack: run_ours(stack, settings, tmp, args.jobs, False, args.max_jobs),
+    }
+    drains: dict[str, list[Drain]] = {label: [] for label in sides}
+    for number in range(1, args.rounds + 1):
+        # One worker at a time, so each side has the machine to itself; the order alternates each round,
+        # so drifting machine load falls on every side alike.
+        for label in tuple(sides)[:: 1 if number % 2 else -1]:
+            with ExitStack() as stack:
+                drain = await sides[label](stack)
+            drains[label].append(drain)
+            beats = "" if math.isnan(drain.heartbeats) else f", {drain.heartbeats:.2f} heartbeats a job"
+            print(f"  round {number}/{args.rounds} {label:>9}: {args.jobs} jobs in {drain.seconds:.2f} s, "
+                  f"{drain.rate:,.0f} jobs/s{beats}", flush=True)
     return drains
 
 
-def figures(drains: dict[str, Drain], max_jobs: int) -> list[Figure]:
-    bare = drains["bare"].rate
+def figures(drains: dict[str, list[Drain]], max_jobs: int) -> list[Figure]:
+    bare, heartbeat, plain = (statistics.median(drain.rate for drain in drains[side])
+                              for side in ("bare", "heartbeat", "plain"))
+    beats = statistics.median(d.heartbeats for d in drains["heartbeat"])
+    rounds = len(drains["bare"])
     return [
         Figure.compare(NAME, f"jobs/s: claim, heartbeat, no-op engine, COMPLETE + event (max_jobs {max_jobs}, "
-                       f"{drains['heartbeat'].heartbeats:.2f} heartbeats a job)",
-                       drains["heartbeat"].rate, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}",
-                       drains["heartbeat"].rate / bare >= TARGET),
-        Figure.compare(NAME, "jobs/s: the same, the engine returning at once (no heartbeat due)",
-                       drains["plain"].rate, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}",
-                       drains["plain"].rate / bare >= TARGET),
+                       f"{beats:.2f} heartbeats a job; median of {rounds})",
+                       heartbeat, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}", heartbeat / bare >= TARGET),
+        Figure.compare(NAME, f"jobs/s: the same, the engine returning at once (no heartbeat due; median of {rounds})",
+                       plain, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}", plain / bare >= TARGET),
     ]
 
 
@@ -242,17 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, help="jobs per side (default 3000; --quick 300)")
     parser.add_argument("--max-jobs", type=int, help="arq's max_jobs of both sides (default: the production one, 4)")
+    parser.add_argument("--rounds", type=int, help="runs of each side, alternating (default 3; --quick 1)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     args.jobs = args.jobs or (300 if args.quick else 3000)
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    if min(args.jobs, args.rounds) < 1:
+        parser.error("--jobs and --rounds must be at least 1")
 
     def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
         settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage")
         apply_migrations(settings.database_url)
         args.max_jobs = args.max_jobs or worker_settings(settings)["max_jobs"]
-        print(f"{args.jobs} jobs per side, one worker each, max_jobs {args.max_jobs}", flush=True)
+        print(f"{args.jobs} jobs per side and round, {args.rounds} round(s), one worker each, max_jobs {args.max_jobs}",
+              flush=True)
         return figures(asyncio.run(measure(settings, tmp, args)), args.max_jobs)
 
     return run_bench("jobs", args, bench)
