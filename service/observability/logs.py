@@ -87,3 +87,10 @@ def setup_logging(log_format: LogFormat, level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(log_handler(log_format))
     root.setLevel(level)
+    # No line of ours says where in the code, or in which thread or process, it was logged: skip
+    # looking those up for every record (the logging HOWTO's "Optimization"; a worker makes a few
+    # records a job, arq's included).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
