@@ -20,11 +20,14 @@ EVENTS_CHANNEL = "capvid_events"
 # Key space of the per-video event lock (two-int advisory locks do not meet one-bigint ones).
 _LOCK_CLASS = 0x63766576  # "cvev"
 EVENT_COLUMNS = "id, video_id, kind, status, run, attempt, detail"
+# The lock is taken by the row source, so before the row's id is drawn (its default is computed when
+# the row is formed): one statement instead of a SELECT of the lock and then the INSERT.
 INSERT_EVENT = Prepared(
     "insert_video_event",
-    """
+    f"""
     INSERT INTO video_events (video_id, owner_id, kind, status, run, attempt, detail)
-    VALUES (%(video_id)s, %(owner_id)s, %(kind)s, %(status)s, %(run)s, %(attempt)s, %(detail)s)
+    SELECT %(video_id)s, %(owner_id)s, %(kind)s, %(status)s, %(run)s, %(attempt)s, %(detail)s
+    FROM (SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(%(video_id)s))) AS video_event_lock
     """,
 )
 
@@ -39,8 +42,7 @@ async def record_event(
     attempt: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    # Nobody reads their results: they travel with the transaction's next statement or its COMMIT.
-    await tx.defer("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, video_id))
+    # Nobody reads its result: it travels with the transaction's next statement or its COMMIT.
     await tx.defer(INSERT_EVENT, {"video_id": video_id, "owner_id": owner_id, "kind": kind, "status": status,
                                   "run": run, "attempt": attempt, "detail": Json(detail or {})})
 
