@@ -56,7 +56,6 @@ class Prepared:
 
     def __init__(self, name: str, sql: str) -> None:
         self.name = name
-        self.sql = sql
         self.parameters: list[str] = []
 
         def number(match: re.Match[str]) -> str:
