@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import aiopg
 
 from config import Settings
-from service.db import Params, connection, create_pool, transaction
+from service.db import create_pool, transaction
 from service.events import record_event
 from service.events.log import _LOCK_CLASS
+from tests.helpers import write
 
 WAITING_FOR_THE_LOCK = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s"
 
@@ -29,20 +27,16 @@ async def test_an_event_waiting_for_its_video_lock_draws_its_id_after_the_wait(s
 
             recording = asyncio.create_task(record())
             async with asyncio.timeout(10):
-                while await fetchval(pool, WAITING_FOR_THE_LOCK, (_LOCK_CLASS,)) == 0:
+                while (await write(settings, WAITING_FOR_THE_LOCK, (_LOCK_CLASS,)))[0]["count"] == 0:
                     await asyncio.sleep(0.01)
             # An id drawn while the event waits: the event's own must come after it.
-            drawn_meanwhile = await fetchval(pool, "SELECT nextval(pg_get_serial_sequence('video_events', 'id'))")
+            [drawn] = await write(settings, "SELECT nextval(pg_get_serial_sequence('video_events', 'id'))")
             assert not recording.done()
             await holder.execute("ROLLBACK")
             await recording
-        event_id = await fetchval(pool, "SELECT id FROM video_events WHERE video_id = %s", (video_id,))
-        assert event_id > drawn_meanwhile
+        [event] = await write(settings, "SELECT id FROM video_events WHERE video_id = %s", (video_id,))
+        assert event["id"] > drawn["nextval"]
     finally:
         pool.close()
         await pool.wait_closed()
 
-
-async def fetchval(pool: aiopg.Pool, sql: str, params: Params = None) -> Any:
-    async with connection(pool) as tx:
-        return await tx.fetchval(sql, params)

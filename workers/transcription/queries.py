@@ -9,7 +9,6 @@ from service.events import record_event
 GUARD = "id = %(video_id)s AND transcription_status = 'PROCESSING' AND transcription_run = %(run)s"
 HELD = GUARD + " AND transcription_attempt = %(attempt)s"
 
-
 CLAIM = Prepared(
     "transcription_claim",
     f"""
