@@ -38,8 +38,8 @@ from arq.connections import ArqRedis  # noqa: E402
 from arq.jobs import Job  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    ROOT, SPOKEN, add_common_arguments, bench_queue, BenchError, capvid_env, Figure, run_bench, spawn,
-    stop_process, tail,
+    ROOT, SPOKEN, add_common_arguments, bench_queue, BenchError, capvid_env, cpu_seconds, Figure, run_bench,
+    spawn, stop_process, tail,
 )
 from config import Settings, load_settings  # noqa: E402
 from service.admin import add_user  # noqa: E402
@@ -64,11 +64,73 @@ HEARTBEAT_LEASE_SECONDS = 0.0003
 class Drain:
     jobs: int
     seconds: float  # first job's start to last job's end
+    worker_cpu: float  # the worker process's CPU seconds over that span
     heartbeats: float = math.nan  # per job (ours), from Postgres' count of updated rows
+    new_file_micros: float = math.nan  # creating a file on the storage disk, just before the drain (ours)
 
     @property
     def rate(self) -> float:
         return self.jobs / self.seconds
+
+    @property
+    def cpu_ms_per_job(self) -> float:
+        return self.worker_cpu / self.jobs * 1000
+
+
+class CpuTrace:
+    """The worker's CPU seconds, sampled against the wall clock while it drains, so that the CPU it spent
+    between the first job's start and the last job's end (arq's records) can be read off afterwards: its
+    start-up (imports, connections) and its idling after the drain stay out."""
+
+    INTERVAL = 0.02
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []  # (time.time(), CPU seconds)
+        self.task = asyncio.ensure_future(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            try:
+                self.samples.append((time.time(), cpu_seconds(self.pid)))
+            except OSError:
+                return  # the worker exited
+            await asyncio.sleep(self.INTERVAL)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        try:
+            self.samples.append((time.time(), cpu_seconds(self.pid)))  # the drain ended before this
+        except OSError:
+            pass
+
+    def between(self, start: float, end: float) -> float:
+        return self._at(end) - self._at(start)
+
+    def _at(self, moment: float) -> float:
+        """CPU seconds at `moment`, interpolated between the samples around it."""
+        before = max((s for s in self.samples if s[0] <= moment), default=None)
+        after = min((s for s in self.samples if s[0] >= moment), default=None)
+        if before is None or after is None:
+            raise BenchError("the worker's CPU was not sampled over the whole drain")
+        if after[0] == before[0]:
+            return before[1]
+        return before[1] + (after[1] - before[1]) * (moment - before[0]) / (after[0] - before[0])
+
+
+def new_file_micros(folder: Path, count: int = 200) -> float:
+    """Microseconds to create a small file in a new folder, as each job's transcript is created. On ext4 this
+    moves from about 10 to several hundred for a minute or more after many files were deleted (inodes freed
+    lately are skipped one by one when a new one is allocated): it is printed with each round, because
+    it falls on our side alone (bare arq writes no file)."""
+    folders = [folder / str(n) for n in range(count)]
+    for path in folders:
+        path.mkdir(parents=True)
+    started = time.perf_counter()
+    for path in folders:
+        (path / "transcription.vtt").write_bytes(b"WEBVTT\n\n")
+    return (time.perf_counter() - started) / count * 1e6
 
 
 async def prepare_videos(settings: Settings, owner_id: int, count: int) -> list[str]:
@@ -118,20 +180,25 @@ async def request_all(settings: Settings, owner_id: int, video_ids: list[str]) -
 
 async def wait_results(redis: ArqRedis, job_ids: list[str], queue: str, child: "subprocess.Popen[bytes]", log: Path,
                        timeout: float) -> Drain:
-    """Until arq holds a result for every job; the span from the first start to the last finish."""
+    """Until arq holds a result for every job; the span from the first start to the last finish, and the
+    worker's CPU over it."""
     keys = [f"arq:result:{job_id}" for job_id in job_ids]
     deadline = time.monotonic() + timeout
-    while (done := sum([await redis.exists(*keys[i:i + 1000]) for i in range(0, len(keys), 1000)])) < len(keys):
-        if time.monotonic() > deadline or child.poll() is not None:
-            raise BenchError(f"{done} of {len(keys)} jobs finished in {timeout:.0f} s:\n{tail(log)}")
-        await asyncio.sleep(0.2)
+    cpu = CpuTrace(child.pid)
+    try:
+        while (done := sum([await redis.exists(*keys[i:i + 1000]) for i in range(0, len(keys), 1000)])) < len(keys):
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise BenchError(f"{done} of {len(keys)} jobs finished in {timeout:.0f} s:\n{tail(log)}")
+            await asyncio.sleep(0.2)
+    finally:
+        await cpu.stop()
     results = [await Job(job_id, redis, _queue_name=queue).result_info() for job_id in job_ids]
     failed = [r for r in results if r is None or not r.success]
     if failed:
         raise BenchError(f"{len(failed)} jobs failed, e.g. {failed[0]}")
-    starts = [r.start_time for r in results if r]
-    ends = [r.finish_time for r in results if r]
-    return Drain(len(job_ids), (max(ends) - min(starts)).total_seconds())
+    start = min(r.start_time for r in results if r).timestamp()
+    end = max(r.finish_time for r in results if r).timestamp()
+    return Drain(len(job_ids), end - start, cpu.between(start, end))
 
 
 async def run_ours(stack: ExitStack, settings: Settings, tmp: Path, jobs: int, heartbeat: bool,
@@ -142,6 +209,7 @@ async def run_ours(stack: ExitStack, settings: Settings, tmp: Path, jobs: int, h
     owner_id = await add_user(ours, f"bench-{uuid.uuid4().hex[:12]}@localhost", "Benchmark", is_admin=False)
     video_ids = await prepare_videos(ours, owner_id, jobs)
     job_ids = await request_all(ours, owner_id, video_ids)
+    disk = new_file_micros(tmp / "new-file-probe" / uuid.uuid4().hex)
     log = tmp / f"ours-{label}.log"
     env = capvid_env(ours, LEASE_SECONDS=str(lease), WORKER_METRICS_PORT=str(free_port()))
     updates_before = video_updates(ours.database_url)
@@ -156,6 +224,7 @@ async def run_ours(stack: ExitStack, settings: Settings, tmp: Path, jobs: int, h
     await check_transitions(ours, video_ids)
     # The claim is one UPDATE of the video, COMPLETE with AI SKIPPED another; the rest are heartbeats.
     drain.heartbeats = (video_updates(ours.database_url) - updates_before) / jobs - 2
+    drain.new_file_micros = disk
     return drain
 
 
@@ -228,8 +297,9 @@ async def measure(settings: Settings, tmp: Path, args: argparse.Namespace) -> di
                 drain = await sides[label](stack)
             drains[label].append(drain)
             beats = "" if math.isnan(drain.heartbeats) else f", {drain.heartbeats:.2f} heartbeats a job"
+            disk = "" if math.isnan(drain.new_file_micros) else f"; a new file took {drain.new_file_micros:.0f} µs"
             print(f"  round {number}/{args.rounds} {label:>9}: {args.jobs} jobs in {drain.seconds:.2f} s, "
-                  f"{drain.rate:,.0f} jobs/s{beats}", flush=True)
+                  f"{drain.rate:,.0f} jobs/s{beats}; worker CPU {drain.cpu_ms_per_job:.2f} ms a job{disk}", flush=True)
     return drains
 
 
@@ -237,6 +307,8 @@ def figures(drains: dict[str, list[Drain]], max_jobs: int) -> list[Figure]:
     bare, heartbeat, plain = (statistics.median(drain.rate for drain in drains[side])
                               for side in ("bare", "heartbeat", "plain"))
     beats = statistics.median(d.heartbeats for d in drains["heartbeat"])
+    bare_cpu, heartbeat_cpu = (statistics.median(drain.cpu_ms_per_job for drain in drains[side])
+                               for side in ("bare", "heartbeat"))
     rounds = len(drains["bare"])
     return [
         Figure.compare(NAME, f"jobs/s: claim, heartbeat, no-op engine, COMPLETE + event (max_jobs {max_jobs}, "
@@ -244,6 +316,10 @@ def figures(drains: dict[str, list[Drain]], max_jobs: int) -> list[Figure]:
                        heartbeat, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}", heartbeat / bare >= TARGET),
         Figure.compare(NAME, f"jobs/s: the same, the engine returning at once (no heartbeat due; median of {rounds})",
                        plain, bare, "jobs/s", "bare arq no-op", f"ratio >= {TARGET}", plain / bare >= TARGET),
+        # No target: where the rate goes. Each worker is one Python process, busy most of the drain, so the
+        # rate ratio runs close to the inverse of this one.
+        Figure.compare(NAME, f"worker process CPU per job, with a heartbeat (median of {rounds})",
+                       heartbeat_cpu, bare_cpu, "ms", "bare arq no-op"),
     ]
 
 
