@@ -106,17 +106,18 @@ class CpuTrace:
             pass
 
     def between(self, start: float, end: float) -> float:
-        return self._at(end) - self._at(start)
+        return cpu_at(self.samples, end) - cpu_at(self.samples, start)
 
-    def _at(self, moment: float) -> float:
-        """CPU seconds at `moment`, interpolated between the samples around it."""
-        before = max((s for s in self.samples if s[0] <= moment), default=None)
-        after = min((s for s in self.samples if s[0] >= moment), default=None)
-        if before is None or after is None:
-            raise BenchError("the worker's CPU was not sampled over the whole drain")
-        if after[0] == before[0]:
-            return before[1]
-        return before[1] + (after[1] - before[1]) * (moment - before[0]) / (after[0] - before[0])
+
+def cpu_at(samples: list[tuple[float, float]], moment: float) -> float:
+    """CPU seconds at `moment`, interpolated between the (time, CPU seconds) samples around it."""
+    before = max((s for s in samples if s[0] <= moment), default=None)
+    after = min((s for s in samples if s[0] >= moment), default=None)
+    if before is None or after is None:
+        raise BenchError("the worker's CPU was not sampled over the whole drain")
+    if after[0] == before[0]:
+        return before[1]
+    return before[1] + (after[1] - before[1]) * (moment - before[0]) / (after[0] - before[0])
 
 
 def new_file_micros(folder: Path, count: int = 200) -> float:
