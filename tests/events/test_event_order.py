@@ -39,4 +39,3 @@ async def test_an_event_waiting_for_its_video_lock_draws_its_id_after_the_wait(s
     finally:
         pool.close()
         await pool.wait_closed()
-
