@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,15 @@ class Figure:
                 target: str = "", met: bool | None = None) -> "Figure":
         ratio = ours / baseline if baseline else math.nan
         return cls(bench, figure, ours, unit, baseline, baseline_label, ratio, target, met)
+
+
+# Programs a benchmark runs that pip does not install, and how to get them on Debian.
+WRK_INSTALL = "apt-get update && apt-get install -y wrk"
+
+
+def wrk_binary() -> str | None:
+    """The wrk load generator (the status benchmark's), or None when it is not installed."""
+    return shutil.which("wrk") or shutil.which("wrk", path="/usr/bin")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

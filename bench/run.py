@@ -25,6 +25,7 @@ if __package__ in (None, ""):
 
 from bench.common import (  # noqa: E402
     ROOT, Figure, machine, markdown_table, print_table, read_figures, server_versions, start_servers, temp_folder,
+    WRK_INSTALL, wrk_binary,
 )
 
 # In the order they run: the issue's own first, the heaviest on CPU (whisper) after them.
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(BENCHES)
     if unknown:
         parser.error(f"--only: no benchmark named {', '.join(sorted(unknown))}")
+    if "status" in chosen and wrk_binary() is None:
+        # Said before anything runs: the table would otherwise end minutes later without the status figures.
+        others = ",".join(name for name in chosen if name != "status")
+        parser.error(f"the status benchmark needs wrk, which is not installed: {WRK_INSTALL} (Debian), "
+                     f"or leave it out: --only {others}")
     started = time.monotonic()
     figures: list[Figure] = []
     failed: dict[str, str] = {}

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import aiohttp  # noqa: E402
 
 from bench.common import (  # noqa: E402
     ROOT, SPOKEN, add_common_arguments, bench_queue, BenchError, capvid_env, cpu_seconds, Figure, new_token,
-    run_bench, spawn, wait_http,
+    run_bench, spawn, wait_http, WRK_INSTALL, wrk_binary,
 )
 from config import Settings, load_settings  # noqa: E402
 from service.dev import free_port  # noqa: E402
@@ -194,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10; --quick 3)")
     parser.add_argument("--warmup", type=float, help="seconds of untimed wrk first (default 2; --quick 1)")
     parser.add_argument("--rounds", type=int, help="timed wrk runs per side, alternating (default 3; --quick 1)")
-    parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="the wrk binary")
+    parser.add_argument("--wrk", default=wrk_binary(), help="the wrk binary (default: wrk on PATH)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -202,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args.rounds = args.rounds or (1 if args.quick else 3)
     if min(args.processes, args.connections, args.threads, args.rounds) < 1:
         parser.error("counts must be at least 1")
-    if not Path(args.wrk).is_file():
-        parser.error(f"wrk not found at {args.wrk} (Debian: apt install wrk)")
+    if args.wrk is None or not Path(args.wrk).is_file():
+        parser.error(f"wrk is not installed (Debian: {WRK_INSTALL})")
 
     def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
         settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
