@@ -67,7 +67,7 @@ class Figure:
         return cls(bench, figure, ours, unit, baseline, baseline_label, ratio, target, met)
 
 
-# Programs a benchmark runs that pip does not install, and how to get them on Debian.
+# wrk is the one program a benchmark runs that pip does not install; how to get it on Debian:
 WRK_INSTALL = "apt-get update && apt-get install -y wrk"
 
 

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.processes, args.connections, args.threads, args.rounds) < 1:
         parser.error("counts must be at least 1")
     if args.wrk is None or not Path(args.wrk).is_file():
-        parser.error(f"wrk is not installed (Debian: {WRK_INSTALL})")
+        parser.error(f"wrk not found ({args.wrk or 'not on PATH'}); Debian: {WRK_INSTALL}")
 
     def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
         settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=tmp / "storage",
