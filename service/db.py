@@ -41,6 +41,9 @@ async def create_pool(settings: Settings, minsize: int | None = None, maxsize: i
         minsize=settings.db_pool_min if minsize is None else minsize,
         maxsize=settings.db_pool_max if maxsize is None else maxsize,
         timeout=10,
+        # aiopg recycles a connection whose last cursor was opened this long ago. Each connection opens
+        # its cursor once (see _cursor_of), so this is a connection's lifetime: it is reopened at its
+        # first checkout after 5 minutes, busy or not.
         pool_recycle=300,
     )
 
@@ -157,19 +160,34 @@ class Tx:
             await self._execute(b"COMMIT", None)
 
 
+_CURSOR_ATTRIBUTE = "_capvid_cursor"
+
+
+async def _cursor_of(conn: aiopg.Connection) -> aiopg.Cursor:
+    """The connection's own dict-row cursor, opened on its first use and kept as long as the connection.
+    Opening and closing a cursor for every checkout was a good part of a worker's CPU a job
+    (bench/README.md). It lives on the connection object: a cache beside it would keep the connection
+    alive, since the cursor refers to it."""
+    cursor: aiopg.Cursor | None = getattr(conn, _CURSOR_ATTRIBUTE, None)
+    if cursor is None or cursor.closed:
+        cursor = await conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+        setattr(conn, _CURSOR_ATTRIBUTE, cursor)
+    return cursor
+
+
 @asynccontextmanager
 async def transaction(pool: aiopg.Pool) -> AsyncIterator[Tx]:
     async with pool.acquire() as conn:
-        async with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
-            tx = Tx(cursor, in_transaction=True)
-            try:
-                yield tx
-                # Inside the try: a deferred write can fail here, and must leave nothing behind.
-                await tx.commit()
-            except BaseException:
-                if tx.sent:
-                    await asyncio.shield(_rollback(conn, cursor))
-                raise
+        cursor = await _cursor_of(conn)
+        tx = Tx(cursor, in_transaction=True)
+        try:
+            yield tx
+            # Inside the try: a deferred write can fail here, and must leave nothing behind.
+            await tx.commit()
+        except BaseException:
+            if tx.sent:
+                await asyncio.shield(_rollback(conn, cursor))
+            raise
     for callback in tx.committed_callbacks:
         callback()
 
@@ -188,8 +206,7 @@ async def _rollback(conn: aiopg.Connection, cursor: aiopg.Cursor) -> None:
 async def connection(pool: aiopg.Pool) -> AsyncIterator[Tx]:
     """Autocommit statements (single reads and single-statement writes)."""
     async with pool.acquire() as conn:
-        async with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
-            yield Tx(cursor)
+        yield Tx(await _cursor_of(conn))
 
 
 async def fetchone(pool: aiopg.Pool, sql: str, params: Params = None) -> Row | None:

@@ -140,3 +140,18 @@ async def test_a_session_that_lost_its_prepared_statements_prepares_them_again(o
     async with connection(one_connection) as tx:
         await tx.fetchone(INSERT_NOTE, {"id": 3, "note": "three"})
     assert await notes(one_connection) == [(1, "one/one"), (3, "three/three")]
+
+
+async def test_a_connection_keeps_one_cursor_and_a_closed_one_is_replaced(one_connection):
+    async with connection(one_connection) as tx:
+        first = tx.cursor
+        assert await tx.fetchval("SELECT pg_backend_pid()")
+    async with transaction(one_connection) as tx:
+        assert tx.cursor is first
+        await tx.execute("INSERT INTO db_scratch VALUES (1, 'kept')")
+    # A connection that broke is dropped by the pool; the next one opens a cursor of its own.
+    async with one_connection.acquire() as conn:
+        conn.close()
+    async with connection(one_connection) as tx:
+        assert tx.cursor is not first
+        assert await tx.fetchval("SELECT note FROM db_scratch") == "kept"

@@ -41,10 +41,10 @@ _QUIET: set[Outcome] = {"complete", "skipped", "retry", "cancelled"}
 def measured(fn: JobFn, name: str | None = None) -> JobCoroutine:
     """Wrap a job function `fn(ctx, video_id, args)`: log context, outcome counter, duration histogram."""
     function = name or fn.__name__
-    # Every series exists from the start (at 0), so rates and alerts work before the first failure.
-    JOB_SECONDS.labels(function)
-    for outcome in get_args(Outcome):
-        JOBS.labels(function, outcome)
+    # Every series exists from the start (at 0), so rates and alerts work before the first failure; looked
+    # up once here, not on every job.
+    seconds = JOB_SECONDS.labels(function)
+    counted = {outcome: JOBS.labels(function, outcome) for outcome in get_args(Outcome)}
 
     @functools.wraps(fn)
     async def job(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
@@ -62,8 +62,8 @@ def measured(fn: JobFn, name: str | None = None) -> JobCoroutine:
                 raise
             finally:
                 elapsed = time.perf_counter() - started
-                JOBS.labels(function, outcome).inc()
-                JOB_SECONDS.labels(function).observe(elapsed)
+                counted[outcome].inc()
+                seconds.observe(elapsed)
                 log.log(
                     logging.INFO if outcome in _QUIET else logging.WARNING,
                     "job %s ended: %s", function, outcome,
