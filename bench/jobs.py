@@ -379,16 +379,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs and --rounds must be at least 1")
 
     def bench(stack: ExitStack, tmp: Path, database_url: str, redis_url: str) -> list[Figure]:
-        # Each video holds its media and its transcript: 2 of our sides a round.
+        # Room for every video's media and transcript: our two sides, in every round.
         storage = storage_folder(stack, tmp, args.storage_dir,
                                  needed_bytes=2 * args.rounds * args.jobs * (SPOKEN.stat().st_size + 8192))
+        storage_kind = filesystem_of(storage.parent) or "an unknown filesystem"
         settings = load_settings(database_url=database_url, redis_url=redis_url, storage_dir=storage)
         apply_migrations(settings.database_url)
         args.max_jobs = args.max_jobs or worker_settings(settings)["max_jobs"]
         print(f"{args.jobs} jobs per side and round, {args.rounds} round(s), one worker each, max_jobs {args.max_jobs}; "
-              f"transcripts in {storage.parent} ({filesystem_of(storage.parent) or 'filesystem unknown'})", flush=True)
-        return figures(asyncio.run(measure(settings, tmp, args)), args.max_jobs,
-                       filesystem_of(storage.parent) or "an unknown filesystem")
+              f"transcripts in {storage.parent} ({storage_kind})", flush=True)
+        return figures(asyncio.run(measure(settings, tmp, args)), args.max_jobs, storage_kind)
 
     return run_bench("jobs", args, bench)
 

@@ -167,7 +167,8 @@ async def _cursor_of(conn: aiopg.Connection) -> aiopg.Cursor:
     """The connection's own dict-row cursor, opened on its first use and kept as long as the connection.
     Opening and closing a cursor for every checkout was a good part of a worker's CPU a job
     (bench/README.md). It lives on the connection object: a cache beside it would keep the connection
-    alive, since the cursor refers to it."""
+    alive, since the cursor refers to it. It holds its last result until the connection's next statement:
+    at most one result per pooled connection."""
     cursor: aiopg.Cursor | None = getattr(conn, _CURSOR_ATTRIBUTE, None)
     if cursor is None or cursor.closed:
         cursor = await conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
