@@ -133,6 +133,7 @@ class CapvidWorker(Worker):
         super().__init__(*args, **kwargs)
         self.heartbeat = HeartbeatReporter(self.queue_name, self.health_check_interval)
         self._slot_freed = asyncio.Event()
+        self._poll_deadline = 0.0  # loop time: a poll takes ids it read until then
 
     async def record_health(self) -> None:
         # Called from every poll iteration: a worker whose loop is stuck stops reporting.
@@ -148,32 +149,44 @@ class CapvidWorker(Worker):
         )
 
     async def _poll_iteration(self) -> None:
-        # arq 0.28 starts at most max_jobs jobs per poll, then sleeps poll_delay even if a slot frees
-        # a millisecond later: jobs shorter than poll_delay ran at max_jobs / poll_delay a second. While
-        # every slot is busy, wait for one to free (up to poll_delay) and poll again at once.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.poll_delay_s
+        # arq 0.28 reads up to queue_read_limit ready ids, starts jobs until every slot is busy, then
+        # sleeps poll_delay even if a slot frees a millisecond later: jobs shorter than poll_delay ran at
+        # max_jobs / poll_delay a second. Here the ids one read returned are taken as slots free (see
+        # start_jobs) until poll_delay has passed, and the queue is read again as soon as they are used up.
+        self._poll_deadline = asyncio.get_running_loop().time() + self.poll_delay_s
         while True:
-            self._slot_freed.clear()
             await super()._poll_iteration()
-            remaining = deadline - loop.time()
-            if self.job_counter < self.max_jobs or not self.allow_pick_jobs or remaining <= 0:
+            if self.job_counter < self.max_jobs or not self.allow_pick_jobs or not await self._slot_frees():
                 return
+
+    async def _slot_frees(self) -> bool:
+        """Wait for a free job slot until this poll's deadline; whether there is one."""
+        loop = asyncio.get_running_loop()
+        while self.job_counter >= self.max_jobs:
+            remaining = self._poll_deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._slot_freed.clear()
             try:
                 async with asyncio.timeout(remaining):
                     await self._slot_freed.wait()
             except TimeoutError:
-                return
+                return False
+        return True
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # arq's own start_jobs takes a job with WATCH, EXISTS, ZSCORE and MULTI/EXEC: four round
         # trips to Redis per job, one after the other in the loop that starts every job. TAKE_JOB
-        # makes the same check-and-set in one atomic script.
+        # makes the same check-and-set in one atomic script. Ids read up to poll_delay ago are safe to
+        # take: the script skips a job that is running, finished, or re-queued for later meanwhile, and
+        # reading the queue again for every freed slot cost a round trip a job.
         for job_id_b in job_ids:
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
+            if self.job_counter >= self.max_jobs and not await self._slot_frees():
                 return
+            if not self.allow_pick_jobs:  # stopping (SIGTERM) while this waited for a slot
+                return
+            # arq's semaphore has max_jobs + 1 permits and job_counter < max_jobs: this never waits.
+            await self.sem.acquire()
             self.job_counter += 1
             job_id = job_id_b.decode()
             score = await self._take_job(
@@ -182,8 +195,7 @@ class CapvidWorker(Worker):
             )
             if score is None:
                 # Running elsewhere, finished, or re-queued for later by another worker.
-                self.job_counter -= 1
-                self.sem.release()
+                self._release_sem_dec_counter_on_complete()
                 continue
             task = self.loop.create_task(self.run_job(job_id, int(float(score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
