@@ -4,6 +4,9 @@ CapvidWorker._poll_iteration: the ids one read returned are taken as slots free)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -62,89 +65,85 @@ class Gate:
         self.released.setdefault(name, asyncio.Event()).set()
 
 
-def gated_worker(settings: Settings, redis: ArqRedis, gate: Gate, poll_delay: float) -> tuple[CapvidWorker, list[int]]:
-    """One slot; and how many ids each read of the queue returned."""
+@dataclass
+class Gated:
+    worker: CapvidWorker
+    gate: Gate
+    redis: ArqRedis
+    reads: list[int]  # how many ids each read of the queue returned
+
+    async def enqueue(self, *names: str) -> None:
+        for name in names:
+            await self.redis.enqueue_job("gated", name, _job_id=name, _queue_name=self.worker.queue_name)
+
+
+@asynccontextmanager
+async def gated_worker(settings: Settings, poll_delay: float) -> AsyncIterator[Gated]:
+    """A worker with one slot, running gated jobs; the jobs it started are released and have ended before
+    it closes (only the tests' own polls start jobs)."""
+    redis = ArqRedis.from_url(settings.redis_url)
+    gate = Gate()
     worker = CapvidWorker(functions=[func(gate.job, name="gated")], redis_pool=redis,
                           queue_name=settings.arq_queue_name, handle_signals=False, keep_result=60, max_jobs=1,
                           poll_delay=poll_delay)
-    reads: list[int] = []
+    gated = Gated(worker, gate, redis, [])
     read_queue = redis.zrangebyscore
 
     async def counted_read(*args: Any, **kwargs: Any) -> Any:
         ids = await read_queue(*args, **kwargs)
-        reads.append(len(ids))
+        gated.reads.append(len(ids))
         return ids
 
     redis.zrangebyscore = counted_read  # type: ignore[method-assign]
-    return worker, reads
-
-
-async def enqueue(redis: ArqRedis, queue: str, *names: str) -> None:
-    for name in names:
-        await redis.enqueue_job("gated", name, _job_id=name, _queue_name=queue)
+    try:
+        yield gated
+    finally:
+        for name in gate.started:
+            gate.release(name)
+        await until(lambda: worker.job_counter == 0)
+        await worker.close()
+        await redis.aclose()
 
 
 async def test_one_read_of_the_queue_feeds_each_slot_as_it_frees(settings: Settings):
-    redis = ArqRedis.from_url(settings.redis_url)
-    gate = Gate()
-    worker, reads = gated_worker(settings, redis, gate, poll_delay=10)
-    try:
-        await enqueue(redis, settings.arq_queue_name, "a", "b", "c")
-        polling = asyncio.ensure_future(worker._poll_iteration())
+    async with gated_worker(settings, poll_delay=10) as gated:
+        await gated.enqueue("a", "b", "c")
+        polling = asyncio.ensure_future(gated.worker._poll_iteration())
         for name in ("a", "b", "c"):
-            await until(lambda: name in gate.started)
-            assert worker.job_counter == 1
-            gate.release(name)
+            await until(lambda: name in gated.gate.started)
+            assert gated.worker.job_counter == 1
+            gated.gate.release(name)
         # All three ran through the one slot well inside poll_delay, from the ids of one read; the
         # iteration reads again once they are used up, and ends: the queue is empty.
         await asyncio.wait_for(polling, 5)
-        assert gate.started == ["a", "b", "c"]
-        assert reads == [3, 0]
-    finally:
-        await worker.close()
-        await redis.aclose()
+        assert gated.gate.started == ["a", "b", "c"]
+        assert gated.reads == [3, 0]
 
 
 async def test_a_stopping_worker_takes_no_more_of_the_ids_it_read(settings: Settings):
-    redis = ArqRedis.from_url(settings.redis_url)
-    gate = Gate()
-    worker, _ = gated_worker(settings, redis, gate, poll_delay=10)
-    try:
-        await enqueue(redis, settings.arq_queue_name, "a", "b")
-        polling = asyncio.ensure_future(worker._poll_iteration())
-        await until(lambda: gate.started == ["a"])
-        worker.allow_pick_jobs = False  # what SIGTERM does (handle_sig_wait_for_completion)
-        gate.release("a")
+    async with gated_worker(settings, poll_delay=10) as gated:
+        await gated.enqueue("a", "b")
+        polling = asyncio.ensure_future(gated.worker._poll_iteration())
+        await until(lambda: gated.gate.started == ["a"])
+        gated.worker.allow_pick_jobs = False  # what SIGTERM does (handle_sig_wait_for_completion)
+        gated.gate.release("a")
         await asyncio.wait_for(polling, 5)
-        assert gate.started == ["a"]
-        assert await redis.zscore(settings.arq_queue_name, "b") is not None  # left for another worker
-    finally:
-        gate.release("b")
-        await worker.close()
-        await redis.aclose()
+        assert gated.gate.started == ["a"]
+        assert await gated.redis.zscore(settings.arq_queue_name, "b") is not None  # left for another worker
 
 
 async def test_ids_are_taken_for_poll_delay_at_most_then_the_queue_is_read_again(settings: Settings):
-    redis = ArqRedis.from_url(settings.redis_url)
-    gate = Gate()
-    worker, reads = gated_worker(settings, redis, gate, poll_delay=0.2)
-    try:
-        await enqueue(redis, settings.arq_queue_name, "a", "b")
-        await asyncio.wait_for(worker._poll_iteration(), 5)  # "a" holds the slot past poll_delay
-        assert gate.started == ["a"] and reads == [2]
-        gate.release("a")
-        await until(lambda: worker.job_counter == 0)
-        await asyncio.wait_for(worker._poll_iteration(), 5)
-        assert gate.started == ["a", "b"] and reads == [2, 1]
-        gate.release("b")
-        await until(lambda: worker.job_counter == 0)
-    finally:
-        gate.release("b")
-        await worker.close()
-        await redis.aclose()
+    async with gated_worker(settings, poll_delay=0.2) as gated:
+        await gated.enqueue("a", "b")
+        await asyncio.wait_for(gated.worker._poll_iteration(), 5)  # "a" holds the slot past poll_delay
+        assert gated.gate.started == ["a"] and gated.reads == [2]
+        gated.gate.release("a")
+        await until(lambda: gated.worker.job_counter == 0)
+        await asyncio.wait_for(gated.worker._poll_iteration(), 5)
+        assert gated.gate.started == ["a", "b"] and gated.reads == [2, 1]
 
 
-async def until(condition: Any, timeout: float = 5) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 5) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
