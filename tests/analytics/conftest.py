@@ -13,8 +13,7 @@ from aiohttp.test_utils import TestClient
 from config import Settings
 from service.analytics.viewers import VIEWS
 from service.keys import SETTINGS
-from tests.api.conftest import relay_idle
-from tests.helpers import bearer, query
+from tests.helpers import bearer, query, relay_idle
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

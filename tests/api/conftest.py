@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from service.keys import SETTINGS
-from tests.helpers import query
-
-IDLE_WAIT_SECONDS = 3.0
+from tests.helpers import relay_idle
 
 
 @pytest.fixture
@@ -27,12 +22,3 @@ async def client(client: TestClient) -> AsyncIterator[TestClient]:
     """
     yield client
     await relay_idle(client.app[SETTINGS])
-
-
-async def relay_idle(settings: Any) -> None:
-    if not query(settings, "SELECT 1 FROM outbox LIMIT 1"):
-        return  # no job was requested, so no NOTIFY was sent
-    deadline = time.monotonic() + IDLE_WAIT_SECONDS
-    while time.monotonic() < deadline and query(settings, "SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT 1"):
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.05)  # the NOTIFY of the last request has been delivered and handled by now
