@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from config import Settings
-from service.db import Prepared, connection, create_pool, transaction
+from service.db import NO_FLUSH_WAIT, Prepared, connection, create_pool, transaction
 
 SCRATCH = "CREATE TABLE IF NOT EXISTS db_scratch (id int PRIMARY KEY, note text NOT NULL)"
 
@@ -155,3 +155,17 @@ async def test_a_connection_keeps_one_cursor_and_a_closed_one_is_replaced(one_co
     async with connection(one_connection) as tx:
         assert tx.cursor is not first
         assert await tx.fetchval("SELECT note FROM db_scratch") == "kept"
+
+
+async def test_a_write_that_skips_the_flush_wait_skips_it_for_its_own_commit_only(one_connection):
+    async with connection(one_connection) as tx:
+        default = await tx.fetchval("SHOW synchronous_commit")
+        await tx.execute("INSERT INTO db_scratch VALUES (1, 'leased')")
+        during = await tx.fetchval(
+            f"UPDATE db_scratch SET note = 'beat' FROM {NO_FLUSH_WAIT} WHERE id = 1 "
+            "RETURNING current_setting('synchronous_commit')"
+        )
+        # The session's next statement (a completion, say) waits for its flush as before.
+        after = await tx.fetchval("SHOW synchronous_commit")
+    assert (default, during, after) == ("on", "off", "on")
+    assert await notes(one_connection) == [(1, "beat")]

@@ -10,21 +10,23 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from service.db import Tx
+from service.db import NO_FLUSH_WAIT, Tx
 from service.events.log import EVENTS_CHANNEL
 
 ProgressKind = Literal["transcription", "ai"]
 
 # Guarded like every write of a job: only the attempt that holds the video reports.
 _UPDATES: dict[ProgressKind, str] = {
-    "transcription": """
+    "transcription": f"""
         UPDATE videos SET transcription_progress = %(progress)s
+        FROM {NO_FLUSH_WAIT}
         WHERE id = %(video_id)s AND transcription_status = 'PROCESSING'
           AND transcription_run = %(run)s AND transcription_attempt = %(attempt)s
         RETURNING id
     """,
-    "ai": """
+    "ai": f"""
         UPDATE videos SET ai_progress = %(progress)s, ai_step = %(step)s
+        FROM {NO_FLUSH_WAIT}
         WHERE id = %(video_id)s AND ai_status = 'PROCESSING' AND ai_run = %(run)s AND ai_attempt = %(attempt)s
         RETURNING id
     """,

@@ -36,7 +36,7 @@ async def run_ai_generation(deps: Deps, video_id: str, run: int) -> str:
         return "ERROR (attempts used up)"
 
     async def beat() -> bool:
-        async with transaction(deps.pool) as tx:
+        async with connection(deps.pool) as tx:
             return await q.heartbeat(tx, video_id, run, attempt, settings.lease_seconds)
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.ai.queries import SET_AI_STATUS
-from service.db import Json, Row, Tx
+from service.db import NO_FLUSH_WAIT, Json, Row, Tx
 from service.events import record_event
 
 GUARD = "id = %(video_id)s AND ai_run = %(run)s AND ai_status IN ('QUEUED', 'PROCESSING')"
@@ -32,6 +32,7 @@ async def heartbeat(tx: Tx, video_id: str, run: int, attempt: int, lease_seconds
     count = await tx.execute(
         f"""
         UPDATE videos SET ai_lease_until = now() + %(lease)s * interval '1 second', ai_heartbeat_at = now()
+        FROM {NO_FLUSH_WAIT}
         WHERE {HELD}
         """,
         {"video_id": video_id, "run": run, "attempt": attempt, "lease": lease_seconds},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.ai.queries import START_AI_RUN, ai_run_status
-from service.db import Prepared, Row, Tx
+from service.db import NO_FLUSH_WAIT, Prepared, Row, Tx
 from service.events import record_event
 
 GUARD = "id = %(video_id)s AND transcription_status = 'PROCESSING' AND transcription_run = %(run)s"
@@ -31,6 +31,7 @@ HEARTBEAT = Prepared(
             transcription_lease_until = now() + %(lease)s * interval '1 second',
             transcription_heartbeat_at = now(),
             transcription_progress = %(progress)s
+        FROM {NO_FLUSH_WAIT}
         WHERE {HELD}
         """,
 )
