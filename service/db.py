@@ -49,9 +49,10 @@ async def create_pool(settings: Settings, minsize: int | None = None, maxsize: i
 
 
 # A FROM item for a write that is liveness or news, never state (a lease's heartbeat, a progress report):
-# its commit does not wait for the WAL flush. If Postgres crashes within the flush delay (wal_writer_delay,
-# 200 ms by default) the last such writes are lost, the database staying consistent: a lease then ends a little
-# early, which the attempt guard on every later write makes safe, and a progress figure is a step behind.
+# its commit does not wait for the WAL flush. If Postgres crashes within the flush delay (at most three times
+# wal_writer_delay: 600 ms by default) the last such writes are lost, the database staying consistent: a lease
+# then ends a little early, which the attempt guard on every later write makes safe, and a progress figure is
+# a step behind.
 # It spares the most frequent writes of a running job a disk flush each. Only in a statement that runs alone
 # (autocommit, see `connection`): in a transaction it would apply to the whole transaction's commit.
 NO_FLUSH_WAIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait"
